@@ -1,0 +1,361 @@
+"""The provider catalog: who runs a service, who owns them, and the facts that identify them.
+
+The catalog is data (TOML), loaded once and shared read-only. Ownership is dated, so the
+jurisdiction of a provider is a function of the day: an acquisition that completed moves a
+provider to its new parent's jurisdiction without any DNS record changing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..tomlpos import find_line
+
+FACT_KINDS = frozenset({"mx", "cname", "srv", "ns", "spf", "txt", "dkim", "http_header", "ptr", "asn"})
+HOST_KINDS = frozenset({"mx", "cname", "srv", "ns", "spf", "ptr"})
+CONFIDENCES = ("confirmed", "indicated", "inferred")
+STATUSES = frozenset({"announced", "completed", "prohibited"})
+_DEFAULT_CONFIDENCE = {"spf": "indicated", "txt": "indicated", "dkim": "indicated"}
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ISO = re.compile(r"^[A-Z]{2}$")
+
+EU = frozenset(
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split()
+)
+EEA = EU | {"IS", "LI", "NO"}
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    provider: str
+    kind: str
+    category: str
+    value: str
+    source: str
+    service: str = ""
+    confidence: str = "confirmed"
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    parent: str
+    jurisdiction: str
+    status: str
+    effective: dt.date
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who owns a provider on a given day, and which record (if any) made it so."""
+
+    parent: str
+    jurisdiction: str
+    since: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    name: str
+    operator: str
+    parent: str
+    jurisdiction: str
+    source: str
+    ip_role: str = "hosting"
+    note: str = ""
+    facts: tuple[Fact, ...] = ()
+    ownership: tuple[Ownership, ...] = ()
+
+    def owner_on(self, day: dt.date) -> Owner:
+        """Ultimate parent on `day`: the latest completed acquisition in effect, else the base."""
+        current = Owner(self.parent, self.jurisdiction)
+        for record in sorted(self.ownership, key=lambda r: r.effective):
+            if record.status == "completed" and record.effective <= day:
+                current = Owner(record.parent, record.jurisdiction, record.effective)
+        return current
+
+
+class HostMatcher:
+    """Suffix matching on label boundaries, plus `*` (one label) and `re:` patterns.
+
+    Suffix facts sit in a dict keyed by suffix, so a lookup costs one dict probe per label of
+    the hostname however large the catalog grows.
+    """
+
+    def __init__(self, facts: Iterable[Fact]) -> None:
+        self._suffix: dict[str, list[Fact]] = {}
+        self._patterns: list[tuple[re.Pattern[str], Fact]] = []
+        for fact in facts:
+            value = fact.value
+            if value.startswith("re:"):
+                self._patterns.append((re.compile(value[3:]), fact))
+            elif "*" in value:
+                labels = [r"[^.]+" if label == "*" else re.escape(label) for label in value.split(".")]
+                self._patterns.append((re.compile(r"(^|\.)" + r"\.".join(labels) + "$"), fact))
+            else:
+                self._suffix.setdefault(value, []).append(fact)
+
+    def match(self, hostname: str) -> list[Fact]:
+        host = hostname.lower().rstrip(".")
+        found: list[Fact] = []
+        suffix = host
+        while True:
+            hit = self._suffix.get(suffix)
+            if hit:
+                found.extend(hit)
+            dot = suffix.find(".")
+            if dot < 0:
+                break
+            suffix = suffix[dot + 1 :]
+        for pattern, fact in self._patterns:
+            if pattern.search(host):
+                found.append(fact)
+        return found
+
+
+class Catalog:
+    """All providers, with matchers per fact kind. Read-only once built."""
+
+    def __init__(self, providers: Mapping[str, Provider], sources: Sequence[str] = ()) -> None:
+        self.providers: dict[str, Provider] = dict(providers)
+        self.sources = tuple(sources)
+        facts = [fact for p in self.providers.values() for fact in p.facts]
+        self._hosts = {
+            kind: HostMatcher(f for f in facts if f.kind == kind) for kind in HOST_KINDS
+        }
+        self._txt = [(re.compile(f.value), f) for f in facts if f.kind == "txt"]
+        self._headers: list[tuple[str, re.Pattern[str] | None, Fact]] = []
+        for f in facts:
+            if f.kind == "http_header":
+                name, _, pattern = f.value.partition(":")
+                regex = re.compile(pattern.strip(), re.IGNORECASE) if pattern.strip() else None
+                self._headers.append((name.strip().lower(), regex, f))
+        self.dkim_selectors: dict[str, list[Fact]] = {}
+        for f in facts:
+            if f.kind == "dkim":
+                self.dkim_selectors.setdefault(f.value, []).append(f)
+
+    def match_host(self, kind: str, hostname: str, category: str | None = None) -> list[Fact]:
+        """Facts of `kind` whose hostname pattern matches, optionally of one category."""
+        found = self._hosts[kind].match(hostname)
+        return [f for f in found if f.category == category] if category else found
+
+    def match_txt(self, text: str, category: str | None = None) -> list[Fact]:
+        return [f for regex, f in self._txt if (category is None or f.category == category) and regex.match(text)]
+
+    def match_headers(self, headers: Mapping[str, str]) -> list[tuple[Fact, str]]:
+        """Facts matched by HTTP response headers (names compared case-insensitively)."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        found = []
+        for name, regex, fact in self._headers:
+            value = lowered.get(name)
+            if value is not None and (regex is None or regex.search(value)):
+                found.append((fact, f"{name}: {value}"))
+        return found
+
+    def owner(self, provider_id: str, day: dt.date | None = None) -> Owner | None:
+        provider = self.providers.get(provider_id)
+        return provider.owner_on(day or dt.date.today()) if provider else None
+
+
+@dataclass
+class _Raw:
+    """One provider as read from one or more files, before validation."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    facts: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
+    ownership: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
+    origin: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+_PROVIDER_KEYS = {"name", "operator", "parent", "jurisdiction", "source", "ip_role", "note", "facts", "ownership"}
+_FACT_KEYS = {"kind", "category", "value", "service", "confidence", "source"}
+_OWNERSHIP_KEYS = {"parent", "jurisdiction", "status", "effective", "source", "note"}
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read catalog: {exc.strerror}") from exc
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"invalid TOML: {exc}") from exc
+
+
+def _error(path: str, text: str, table: str, key: str, message: str, index: int | None = None) -> ConfigError:
+    dotted = f"{table}.{key}" if key else table
+    return ConfigError(path, message, key=dotted, line=find_line(text, table, key, index))
+
+
+def _merge(raws: dict[str, _Raw], path: str, text: str, doc: dict[str, Any]) -> None:
+    unknown = set(doc) - {"providers"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(path, "unknown top-level key (expected [providers.<id>])", key=key, line=find_line(text, "", key))
+    providers = doc.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ConfigError(path, "must be a table of providers", key="providers")
+    for pid, body in providers.items():
+        table = f"providers.{pid}"
+        if not _ID.match(pid):
+            raise _error(path, text, table, "", "provider id must be a lowercase slug ([a-z0-9-])")
+        if not isinstance(body, dict):
+            raise _error(path, text, "providers", pid, "must be a table")
+        extra = set(body) - _PROVIDER_KEYS
+        if extra:
+            raise _error(path, text, table, sorted(extra)[0], "unknown key")
+        raw = raws.setdefault(pid, _Raw())
+        for key, value in body.items():
+            if key in ("facts", "ownership"):
+                continue
+            raw.data[key] = value
+            raw.origin[key] = (path, text)
+        for key, bucket in (("facts", raw.facts), ("ownership", raw.ownership)):
+            entries = body.get(key, [])
+            if not isinstance(entries, list):
+                raise _error(path, text, table, key, "must be an array of tables ([[...]])")
+            for i, entry in enumerate(entries):
+                bucket.append((path, text, i, entry))
+
+
+def _str(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _build(pid: str, raw: _Raw) -> Provider:
+    table = f"providers.{pid}"
+    for key in ("name", "jurisdiction", "source"):
+        if key not in raw.data:
+            path, text = next(iter(raw.origin.values()), ("<catalog>", ""))
+            raise _error(path, text, table, "", f"provider '{pid}' lacks required key '{key}'")
+    for key, value in raw.data.items():
+        path, text = raw.origin[key]
+        if not isinstance(value, str):
+            raise _error(path, text, table, key, "must be a string")
+    path, text = raw.origin["jurisdiction"]
+    jurisdiction = raw.data["jurisdiction"]
+    if jurisdiction and not _ISO.match(jurisdiction):
+        raise _error(path, text, table, "jurisdiction", f"'{jurisdiction}' is not an ISO 3166-1 alpha-2 code")
+    ip_role = raw.data.get("ip_role", "hosting")
+    if ip_role not in ("hosting", "cdn"):
+        path, text = raw.origin["ip_role"]
+        raise _error(path, text, table, "ip_role", "must be 'hosting' or 'cdn'")
+
+    facts = []
+    for path, text, i, entry in raw.facts:
+        ftable = f"{table}.facts"
+        if not isinstance(entry, dict):
+            raise _error(path, text, ftable, "", "each fact must be a table", i)
+        extra = set(entry) - _FACT_KEYS
+        if extra:
+            raise _error(path, text, ftable, sorted(extra)[0], "unknown key", i)
+        for key in ("kind", "category", "value", "source"):
+            if not _str(entry.get(key)):
+                raise _error(path, text, ftable, key, "is required and must be a non-empty string", i)
+        kind = entry["kind"]
+        if kind not in FACT_KINDS:
+            raise _error(path, text, ftable, "kind", f"'{kind}' is not one of {sorted(FACT_KINDS)}", i)
+        confidence = entry.get("confidence", _DEFAULT_CONFIDENCE.get(kind, "confirmed"))
+        if confidence not in CONFIDENCES:
+            raise _error(path, text, ftable, "confidence", f"must be one of {list(CONFIDENCES)}", i)
+        value = entry["value"] if kind in ("txt", "http_header") else entry["value"].lower().rstrip(".")
+        pattern = value[3:] if value.startswith("re:") else value if kind == "txt" else None
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise _error(path, text, ftable, "value", f"invalid regular expression: {exc}", i) from exc
+        facts.append(
+            Fact(pid, kind, entry["category"], value, entry["source"], entry.get("service", ""), confidence)
+        )
+
+    ownership = []
+    for path, text, i, entry in raw.ownership:
+        otable = f"{table}.ownership"
+        if not isinstance(entry, dict):
+            raise _error(path, text, otable, "", "each ownership record must be a table", i)
+        extra = set(entry) - _OWNERSHIP_KEYS
+        if extra:
+            raise _error(path, text, otable, sorted(extra)[0], "unknown key", i)
+        for key in ("parent", "jurisdiction", "status", "source"):
+            if not _str(entry.get(key)):
+                raise _error(path, text, otable, key, "is required and must be a non-empty string", i)
+        if not _ISO.match(entry["jurisdiction"]):
+            raise _error(path, text, otable, "jurisdiction", "must be an ISO 3166-1 alpha-2 code", i)
+        if entry["status"] not in STATUSES:
+            raise _error(path, text, otable, "status", f"must be one of {sorted(STATUSES)}", i)
+        effective = entry.get("effective")
+        if not isinstance(effective, dt.date) or isinstance(effective, dt.datetime):
+            raise _error(path, text, otable, "effective", "must be a TOML date such as 2025-06-24", i)
+        ownership.append(
+            Ownership(entry["parent"], entry["jurisdiction"], entry["status"], effective, entry["source"], entry.get("note", ""))
+        )
+
+    data = raw.data
+    return Provider(
+        id=pid,
+        name=data["name"],
+        operator=data.get("operator", data["name"]),
+        parent=data.get("parent", data.get("operator", data["name"])),
+        jurisdiction=jurisdiction,
+        source=data["source"],
+        ip_role=ip_role,
+        note=data.get("note", ""),
+        facts=tuple(facts),
+        ownership=tuple(ownership),
+    )
+
+
+BUILTIN = "providers.toml"
+
+
+def load_catalog(extra: Iterable[Path] = (), *, builtin: bool = True) -> Catalog:
+    """Load the built-in catalog, then each extra file in order (later files extend/override)."""
+    raws: dict[str, _Raw] = {}
+    sources = []
+    if builtin:
+        ref = resources.files(__package__).joinpath(BUILTIN)
+        text = ref.read_text(encoding="utf-8")
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(ref), f"invalid TOML: {exc}") from exc
+        _merge(raws, str(ref), text, doc)
+        sources.append(str(ref))
+    for path in extra:
+        text, doc = _read(Path(path))
+        _merge(raws, str(path), text, doc)
+        sources.append(str(path))
+    return Catalog({pid: _build(pid, raw) for pid, raw in raws.items()}, sources)
+
+
+def load_builtin_catalog() -> Catalog:
+    return load_catalog()
+
+
+def expand_home(entries: Iterable[str]) -> frozenset[str]:
+    """Turn the `home` setting ("EU", "EEA" or alpha-2 codes) into a set of country codes."""
+    home: set[str] = set()
+    for entry in entries:
+        code = entry.upper()
+        if code == "EU":
+            home |= EU
+        elif code == "EEA":
+            home |= EEA
+        elif _ISO.match(code):
+            home.add(code)
+        else:
+            raise ValueError(f"'{entry}' is neither EU, EEA nor an ISO 3166-1 alpha-2 code")
+    return frozenset(home)

@@ -1,0 +1,270 @@
+"""The `dijkwacht` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import structlog
+
+from . import __version__, cli_data, logs
+from .config import AgentSettings, Config, parse_nameserver
+from .errors import DijkwachtError
+from .output import render_table, write_json
+from .pluginhost import make_plugin_manager
+from .runtime import build_runtime, load_config_with_plugins, load_data
+from .targets import InvalidTarget, Target, normalise_domain, read_targets_file, unique
+
+log = structlog.get_logger()
+
+
+class UsageError(DijkwachtError):
+    pass
+
+
+def _nameserver(value: str) -> str:
+    try:
+        return parse_nameserver(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a positive whole number")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dijkwacht",
+        description="Find which providers serve a domain's email, video, CDN, hosting and DNS, "
+        "and under which jurisdiction their ultimate parent company falls.",
+    )
+    parser.add_argument("--version", action="version", version=f"dijkwacht {__version__}")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default: the config's, else warning for scan)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan domains once and print their dependencies", description="Scan domains once and print their providers and jurisdictions. Exit status is 0 even when some lookups failed (failures are reported per target in \"errors\"); non-zero only for usage or configuration errors.")
+    scan.add_argument("domains", nargs="*", metavar="DOMAIN", help="domain names to scan (IDN allowed); added to the config's and targets file's targets")
+    scan.add_argument("--config", metavar="FILE", help="TOML configuration file (see docs/configuration.md)")
+    scan.add_argument("--nameserver", action="append", type=_nameserver, metavar="HOST[:PORT]", help="DNS server to ask, by IP address (repeatable; default: the config's, else the system resolver)")
+    scan.add_argument("--data-dir", metavar="DIR", help="directory of <provider>.txt IP range files (fill it with 'dijkwacht data update'); without it only hostname evidence is used")
+    scan.add_argument("--format", choices=["json", "table"], default="json", help="json: one JSON array, one object per target, in input order (default); table: a readable summary")
+    scan.add_argument("--targets-file", metavar="FILE", help="file with one domain per line, '#' comments, optional key=value labels")
+    scan.add_argument("--http-probe", action="store_true", default=None, help="also read HTTP(S) response headers of the apex/www for CDN fingerprints (opens connections to the targets; off by default)")
+    scan.add_argument("--home", action="append", metavar="CODE", help="home jurisdiction: EU, EEA or an ISO alpha-2 code (repeatable; default: the config's, else EU)")
+    scan.add_argument("--detector", action="append", metavar="NAME", help="run only this detector (repeatable; see 'dijkwacht plugins')")
+    scan.add_argument("--concurrency", type=_positive_int, metavar="N", help="targets scanned at once (default 512)")
+    scan.add_argument("--timeout", type=float, metavar="SECONDS", help="DNS timeout per try (default 2)")
+    scan.add_argument("--demo", action="store_true", help="scan built-in example domains served by an embedded DNS server on 127.0.0.1 (works offline)")
+
+    plugins = sub.add_parser("plugins", help="list loaded plugins and their detectors")
+    plugins.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+
+    catalog = sub.add_parser("catalog", help="list the provider catalog with owners and jurisdictions")
+    catalog.add_argument("--config", metavar="FILE", help="configuration file (its catalog files are included)")
+    catalog.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("config", metavar="FILE", help="TOML configuration file")
+
+    cli_data.add_parser(sub)
+    return parser
+
+
+def _scan_settings(args: argparse.Namespace, config: Config) -> AgentSettings:
+    agent = config.agent
+    changes: dict = {}
+    if args.nameserver:
+        changes["nameservers"] = tuple(args.nameserver)
+    if args.data_dir:
+        changes["data_dir"] = args.data_dir
+    if args.http_probe:
+        changes["http_probe"] = True
+    if args.home:
+        changes["home"] = tuple(h.upper() for h in args.home)
+    if args.concurrency:
+        changes["concurrency"] = args.concurrency
+    if args.timeout:
+        changes["dns_timeout"] = args.timeout
+    settings = replace(agent, **changes)
+    try:
+        settings.home_codes
+    except ValueError as exc:
+        raise UsageError(f"--home: {exc}") from None
+    return settings
+
+
+def _targets(args: argparse.Namespace, config: Config) -> list[Target | str]:
+    """Targets in input order: config, targets file, command line. Invalid names stay as strings."""
+    items: list[Target | str] = list(config.targets)
+    for problem in config.problems:
+        log.warning("target.invalid", file=problem.path, line=problem.line, error=problem.message)
+    if args.targets_file:
+        found, problems = read_targets_file(args.targets_file)
+        items.extend(found)
+        for problem in problems:
+            log.warning("target.invalid", file=problem.path, line=problem.line, error=problem.message)
+            print(f"dijkwacht: {problem}", file=sys.stderr)
+    for raw in args.domains:
+        try:
+            items.append(Target(normalise_domain(raw)))
+        except InvalidTarget as exc:
+            print(f"dijkwacht: {exc}", file=sys.stderr)
+            items.append(raw)
+    valid = list(unique([t for t in items if isinstance(t, Target)]))
+    kept: set[str] = {t.domain for t in valid}
+    out: list[Target | str] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif item.domain in kept:
+            out.append(item)
+            kept.discard(item.domain)
+    return out
+
+
+async def _scan(args: argparse.Namespace) -> int:
+    demo = None
+    if args.config:
+        config, data = load_config_with_plugins(args.config)
+    else:
+        config = Config()
+        data = None
+    if args.demo:
+        from .demo import start_demo
+
+        demo = await start_demo()
+        config = replace(config, targets=(*config.targets, *demo.targets))
+        args.nameserver = [demo.server.address]
+    settings = _scan_settings(args, config)
+    if data is None or settings.data_dir != config.agent.data_dir:
+        data = load_data(settings)
+    items = _targets(args, config)
+    if not items:
+        raise UsageError("no targets: give domains, --targets-file, a config with [[targets]], or --demo")
+    if data.ranges.empty:
+        log.warning("ip_ranges.missing", data_dir=settings.data_dir or None, effect="only hostname evidence is used")
+    unknown = set(args.detector or ()) - {cls.name for cls in data.detector_classes}
+    if unknown:
+        raise UsageError(f"--detector: no detector named {', '.join(sorted(unknown))}")
+    runtime = build_runtime(settings, data, config.detectors, only=args.detector or ())
+    try:
+        results = _results(runtime, items, settings.concurrency)
+        if args.format == "json":
+            await write_json(results, sys.stdout)
+        else:
+            collected = [r async for r in results]
+            sys.stdout.write(render_table(collected, ip_data=not data.ranges.empty))
+    finally:
+        await runtime.close()
+        if demo is not None:
+            await demo.server.stop()
+    return 0
+
+
+async def _results(runtime, items: Sequence[Target | str], concurrency: int) -> AsyncIterator:
+    """Scan the valid targets; emit invalid names as results carrying an input error, in place."""
+    from .scanner import ScanError, TargetResult
+
+    valid = [t for t in items if isinstance(t, Target)]
+    stream = runtime.scanner.scan_all(valid, concurrency)
+    for item in items:
+        if isinstance(item, str):
+            yield TargetResult(Target(item), errors=[ScanError("input", f"invalid domain name '{item}'")])
+        else:
+            yield await stream.__anext__()
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    host = make_plugin_manager()
+    classes = host.detector_classes()
+    rows = []
+    for name in sorted(set(host.versions) | set(host.failed)):
+        detectors = [c for c in classes if host.detector_owner.get(c.name) == name]
+        rows.append(
+            {
+                "plugin": name,
+                "version": host.versions.get(name, ""),
+                "detectors": [{"name": c.name, "categories": list(c.categories), "description": c.description} for c in detectors],
+                "error": host.failed.get(name, ""),
+            }
+        )
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        status = f"FAILED: {row['error']}" if row["error"] else ", ".join(f"{d['name']} ({'/'.join(d['categories'])})" for d in row["detectors"]) or "no detectors"
+        print(f"{row['plugin']:<12} {row['version']:<10} {status}")
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    agent = load_config_with_plugins(args.config)[0].agent if args.config else AgentSettings()
+    catalog = load_data(agent).catalog
+    rows = []
+    for provider in sorted(catalog.providers.values(), key=lambda p: p.id):
+        owner = provider.owner_on(__import__("datetime").date.today())
+        pending = [f"{o.status} {o.effective}: {o.parent} ({o.jurisdiction})" for o in provider.ownership]
+        rows.append({"id": provider.id, "name": provider.name, "parent": owner.parent, "jurisdiction": owner.jurisdiction, "facts": len(provider.facts), "ownership": pending})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for row in rows:
+        history = ("  [" + "; ".join(row["ownership"]) + "]") if row["ownership"] else ""
+        print(f"{row['id']:<20} {row['jurisdiction'] or '?':<3} {row['parent']:<40} {row['facts']:>3} facts{history}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config, data = load_config_with_plugins(args.config)
+    print(f"{args.config}: ok ({len(config.targets)} targets, {len(data.detector_classes)} detectors, {len(data.catalog.providers)} providers, {sum(f.prefixes_v4 + f.prefixes_v6 for f in data.ranges.files)} IP prefixes)")
+    for problem in config.problems:
+        print(f"warning: {problem}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    default_level = "info" if args.command in ("run",) else "warning"
+    logs.configure(args.log_level or default_level)
+    try:
+        if args.command == "scan":
+            return asyncio.run(_scan(args))
+        if args.command == "plugins":
+            return _plugins(args)
+        if args.command == "catalog":
+            return _catalog(args)
+        if args.command == "check-config":
+            return _check_config(args)
+        return _data(args)
+    except DijkwachtError as exc:
+        print(f"dijkwacht: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stdout.close()
+        return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir
+    if not data_dir and getattr(args, "config", None):
+        data_dir = load_config_with_plugins(args.config)[0].agent.data_dir
+    if not data_dir:
+        raise UsageError("data update: --data-dir is required")
+    return cli_data.run(args, Path(data_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The DNS engine: every lookup of a scan goes through here.
+
+It owns what detectors must not have to think about: one bounded concurrency budget for the
+whole scan, per-query timeout and retries (c-ares; it also retries over TCP on truncation),
+CNAME chains followed with loop and depth limits, a cache so that a name asked by many targets
+(an MX host, an SPF include, a CDN edge) is resolved once, and a classification of every answer
+that never confuses "this does not exist" with "I could not find out".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiodns
+import pycares
+
+DATA = "data"
+NXDOMAIN = "nxdomain"
+NODATA = "nodata"
+SERVFAIL = "servfail"
+REFUSED = "refused"
+TIMEOUT = "timeout"
+ERROR = "error"
+STATUSES = (DATA, NXDOMAIN, NODATA, SERVFAIL, REFUSED, TIMEOUT, ERROR)
+FAILED = frozenset({SERVFAIL, REFUSED, TIMEOUT, ERROR})
+QTYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA")
+MAX_CHAIN = 8
+
+_ERRNO = {
+    aiodns.error.ARES_ENOTFOUND: NXDOMAIN,
+    aiodns.error.ARES_ENODATA: NODATA,
+    aiodns.error.ARES_ESERVFAIL: SERVFAIL,
+    aiodns.error.ARES_EREFUSED: REFUSED,
+    aiodns.error.ARES_ETIMEOUT: TIMEOUT,
+}
+_TYPE_NAMES = {getattr(pycares, f"QUERY_TYPE_{t}"): t for t in QTYPES}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The outcome of one lookup, after following CNAMEs.
+
+    `records` holds values of `qtype` for the final name: an address string for A/AAAA,
+    (priority, host) for MX, (priority, weight, port, target) for SRV, the joined text for TXT,
+    a host name for NS/CNAME/PTR. `chain` lists the CNAME targets passed on the way.
+    """
+
+    name: str
+    qtype: str
+    status: str
+    records: tuple[Any, ...] = ()
+    chain: tuple[str, ...] = ()
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when the truth is unknown (SERVFAIL, REFUSED, timeout, error): never absence."""
+        return self.status in FAILED
+
+    @property
+    def final_name(self) -> str:
+        return self.chain[-1] if self.chain else self.name
+
+    def describe(self) -> str:
+        detail = f" ({self.error})" if self.error else ""
+        return f"{self.qtype} {self.name}: {self.status.upper()}{detail}"
+
+
+# One raw response: status and the answer section as (owner, type, value) triples.
+_Raw = tuple[str, tuple[tuple[str, str, Any], ...], str]
+
+
+def _value(rtype: str, data: Any) -> Any:
+    if rtype in ("A", "AAAA"):
+        return data.addr
+    if rtype == "MX":
+        return (data.priority, data.exchange.lower().rstrip("."))
+    if rtype == "TXT":
+        raw = data.data
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if rtype == "CNAME":
+        return data.cname.lower().rstrip(".")
+    if rtype == "NS":
+        return data.nsdname.lower().rstrip(".")
+    if rtype == "PTR":
+        return data.dname.lower().rstrip(".")
+    if rtype == "SRV":
+        return (data.priority, data.weight, data.port, data.target.lower().rstrip("."))
+    return data
+
+
+class DNSEngine:
+    """Asynchronous resolver with a shared budget, a cache and answer classification.
+
+    `nameservers` are "ip:port" strings; empty means the system resolver (/etc/resolv.conf).
+    """
+
+    def __init__(
+        self,
+        nameservers: Sequence[str] = (),
+        *,
+        timeout: float = 2.0,
+        tries: int = 2,
+        max_inflight: int = 512,
+        cache_size: int = 100_000,
+        failure_ttl: float = 30.0,
+    ) -> None:
+        flags = pycares.ARES_FLAG_NOSEARCH | pycares.ARES_FLAG_EDNS
+        self._resolver = aiodns.DNSResolver(
+            nameservers=list(nameservers) or None, timeout=timeout, tries=tries, flags=flags
+        )
+        self._budget = asyncio.Semaphore(max_inflight)
+        self._cache: dict[tuple[str, str], tuple[float, _Raw]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[_Raw]] = {}
+        self._cache_size = cache_size
+        self._failure_ttl = failure_ttl
+        self.queries: Counter[str] = Counter()  # sent queries by result status
+        self.cache_hits = 0
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+    async def _send(self, name: str, qtype: str) -> _Raw:
+        async with self._budget:
+            try:
+                result = await self._resolver.query_dns(name, qtype)
+            except aiodns.error.DNSError as exc:
+                code = exc.args[0] if exc.args else -1
+                status = _ERRNO.get(code, ERROR)
+                self.queries[status] += 1
+                return status, (), "" if status != ERROR else str(exc.args[1] if len(exc.args) > 1 else exc)
+            except ValueError as exc:  # a name c-ares refuses to encode
+                self.queries[ERROR] += 1
+                return ERROR, (), str(exc)
+        self.queries[DATA] += 1
+        rrs = []
+        for rr in result.answer:
+            rtype = _TYPE_NAMES.get(rr.type)
+            if rtype:
+                rrs.append((rr.name.lower().rstrip("."), rtype, _value(rtype, rr.data)))
+        return DATA, tuple(rrs), ""
+
+    async def raw(self, name: str, qtype: str, cache: dict[tuple[str, str], _Raw] | None = None) -> _Raw:
+        """One query, answered from `cache` (a caller's private dict) or the shared cache.
+
+        Concurrent askers of the same name share one query. Failures are kept only briefly
+        in the shared cache, so one bad moment does not stick for the whole TTL.
+        """
+        key = (name, qtype)
+        if cache is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                self.cache_hits += 1
+                return hit
+        else:
+            entry = self._cache.get(key)
+            if entry is not None and entry[0] > time.monotonic():
+                self.cache_hits += 1
+                return entry[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            self.cache_hits += 1
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Raw] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            raw = await self._send(name, qtype)
+            future.set_result(raw)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # consumed here; waiters get it via shield
+            raise
+        finally:
+            del self._inflight[key]
+        if cache is not None:
+            cache[key] = raw
+        else:
+            self._remember(key, raw)
+        return raw
+
+    def _remember(self, key: tuple[str, str], raw: _Raw) -> None:
+        if len(self._cache) >= self._cache_size:
+            # Drop the oldest tenth: insertion order approximates age, and this stays O(1) amortised.
+            for old in list(self._cache)[: self._cache_size // 10 or 1]:
+                del self._cache[old]
+        ttl = self._failure_ttl if raw[0] in FAILED else 300.0
+        self._cache[key] = (time.monotonic() + ttl, raw)
+
+    async def resolve(self, name: str, qtype: str, cache: dict[tuple[str, str], _Raw] | None = None, *, local_suffix: str = "") -> Answer:
+        """Look up `name`/`qtype`, following CNAMEs across queries with loop and depth limits.
+
+        Names ending in `local_suffix` use `cache` (a per-target dict); others use the shared cache.
+        """
+        name = name.lower().rstrip(".")
+        chain: list[str] = []
+        seen = {name}
+        current = name
+        for _ in range(MAX_CHAIN):
+            private = cache if cache is not None and local_suffix and (current == local_suffix or current.endswith("." + local_suffix)) else None
+            status, rrs, error = await self.raw(current, qtype, private)
+            if status != DATA:
+                return Answer(name, qtype, status, (), tuple(chain), error)
+            if qtype == "CNAME":
+                targets = tuple(v for owner, t, v in rrs if t == "CNAME" and owner == current)
+                return Answer(name, qtype, DATA if targets else NODATA, targets[:1], tuple(chain))
+            cnames = {owner: v for owner, t, v in rrs if t == "CNAME"}
+            while current in cnames:
+                current = cnames[current]
+                if current in seen:
+                    return Answer(name, qtype, ERROR, (), tuple(chain), f"CNAME loop at {current}")
+                seen.add(current)
+                chain.append(current)
+                if len(chain) > MAX_CHAIN:
+                    return Answer(name, qtype, ERROR, (), tuple(chain), "CNAME chain too long")
+            records = tuple(v for owner, t, v in rrs if t == qtype and owner == current)
+            if records:
+                return Answer(name, qtype, DATA, records, tuple(chain))
+            if not chain or chain[-1] != current or not cnames:
+                return Answer(name, qtype, NODATA, (), tuple(chain))
+            # The chain left the answer (another zone): ask for its end.
+        return Answer(name, qtype, ERROR, (), tuple(chain), "CNAME chain too long")

@@ -1,0 +1,73 @@
+"""Assembling a scanner from configuration: the one place the scan's parts are built.
+
+`dijkwacht scan`, `/probe` and the daemon all get their Scanner from `build_runtime`, so they
+share the same catalog, ranges, DNS engine and detectors (and the same behaviour).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .catalog import Catalog, load_catalog
+from .config import AgentSettings, Config, load_config
+from .detector import Detector
+from .dns import DNSEngine
+from .httpprobe import HttpProbe
+from .ipranges import IPRanges, load_ranges
+from .pluginhost import PluginHost, make_plugin_manager
+from .scanner import Scanner, Services
+
+
+@dataclass
+class Data:
+    """What is loaded from disk and shared read-only: plugins' detector classes, catalog, ranges."""
+
+    host: PluginHost
+    detector_classes: list[type[Detector]]
+    catalog: Catalog
+    ranges: IPRanges
+
+    def schemas(self) -> dict[str, Mapping[str, Any]]:
+        return {cls.name: dict(cls.settings) for cls in self.detector_classes}
+
+
+def load_data(agent: AgentSettings, host: PluginHost | None = None) -> Data:
+    host = host or make_plugin_manager()
+    classes = host.detector_classes()
+    catalog = load_catalog([*host.catalog_files(), *(Path(p) for p in agent.catalog)])
+    return Data(host, classes, catalog, load_ranges(agent.data_dir))
+
+
+def load_config_with_plugins(path: Path | str, host: PluginHost | None = None) -> tuple[Config, Data]:
+    """Load a config file, validating `[detectors.*]` against the loaded detectors' settings."""
+    host = host or make_plugin_manager()
+    classes = host.detector_classes()
+    config = load_config(path, {cls.name: dict(cls.settings) for cls in classes})
+    return config, load_data(config.agent, host)
+
+
+@dataclass
+class Runtime:
+    scanner: Scanner
+    engine: DNSEngine
+    data: Data
+    http: HttpProbe | None = None
+    detectors: list[Detector] = field(default_factory=list)
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        await self.engine.close()
+
+
+def build_runtime(agent: AgentSettings, data: Data, detector_settings: Mapping[str, Mapping[str, Any]] | None = None, *, only: Sequence[str] = ()) -> Runtime:
+    """Build engine, probe and scanner. Must be called inside a running event loop."""
+    engine = DNSEngine(agent.nameservers, timeout=agent.dns_timeout, tries=agent.dns_tries, max_inflight=agent.max_inflight)
+    http = HttpProbe(engine, timeout=agent.http_timeout) if agent.http_probe else None
+    settings = detector_settings or {}
+    detectors = [cls(settings.get(cls.name)) for cls in data.detector_classes if not only or cls.name in only]
+    services = Services(engine, data.catalog, data.ranges, agent.home_codes, http)
+    return Runtime(Scanner(services, detectors, detector_timeout=agent.detector_timeout), engine, data, http, detectors)

@@ -1,0 +1,208 @@
+"""The scan orchestrator, shared by `dijkwacht scan` and the daemon.
+
+For one target it runs every detector concurrently, each under the core's timeout, times them,
+captures their exceptions and failed lookups as errors, then merges the findings into
+dependencies and attaches name, parent, jurisdiction and `foreign` from the catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from .catalog import Catalog
+from .detector import Detector, DetectorContext, Finding, TargetResolver, stronger
+from .dns import DNSEngine
+from .ipranges import IPRanges
+from .targets import Target
+
+log = structlog.get_logger()
+
+CATEGORY_ORDER = {"email": 0, "video": 1, "cdn": 2, "hosting": 3, "dns": 4}
+_CONFIDENCE_ORDER = {"confirmed": 0, "indicated": 1, "inferred": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    category: str
+    provider: str
+    name: str
+    jurisdiction: str  # ISO alpha-2 of the ultimate parent, "" if unknown
+    foreign: bool
+    evidence: tuple[str, ...]
+    confidence: str
+    parent: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "provider": self.provider,
+            "name": self.name,
+            "jurisdiction": self.jurisdiction,
+            "foreign": self.foreign,
+            "evidence": list(self.evidence),
+            "confidence": self.confidence,
+            "parent": self.parent,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ScanError:
+    detector: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"detector": self.detector, "message": self.message}
+
+
+@dataclass(slots=True)
+class TargetResult:
+    target: Target
+    dependencies: list[Dependency] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+    incomplete: frozenset[str] = frozenset()  # categories whose detectors could not finish cleanly
+    scanned: frozenset[str] = frozenset()  # categories that were looked at
+    started: float = 0.0  # unix time
+    duration: float = 0.0  # seconds
+    timings: dict[str, float] = field(default_factory=dict)  # detector -> seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target.domain,
+            "dependencies": [d.to_json() for d in self.dependencies],
+            "errors": [e.to_json() for e in self.errors],
+        }
+
+
+@dataclass(frozen=True)
+class Services:
+    """The shared, read-only (or internally synchronised) parts every scan uses."""
+
+    dns: DNSEngine
+    catalog: Catalog
+    ip: IPRanges
+    home: frozenset[str]
+    http: Any = None  # HttpProbe when probing is on
+
+
+class Classifier:
+    """Merges findings into dependencies and applies the ownership model, in one place."""
+
+    def __init__(self, catalog: Catalog, home: frozenset[str], today: dt.date | None = None) -> None:
+        self.catalog = catalog
+        self.home = home
+        self.today = today
+
+    def dependencies(self, findings: Iterable[Finding]) -> list[Dependency]:
+        merged: dict[tuple[str, str], Finding] = {}
+        for f in findings:
+            key = (f.category, f.provider)
+            seen = merged.get(key)
+            if seen is None:
+                merged[key] = Finding(f.category, f.provider, list(dict.fromkeys(f.evidence)), f.confidence, f.service)
+                continue
+            seen.evidence.extend(e for e in f.evidence if e not in seen.evidence)
+            seen.confidence = stronger(seen.confidence, f.confidence)
+            seen.service = seen.service or f.service
+        day = self.today or dt.date.today()
+        out = []
+        for f in merged.values():
+            provider = self.catalog.providers.get(f.provider)
+            if provider is None:
+                out.append(Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence))
+                continue
+            owner = provider.owner_on(day)
+            foreign = bool(owner.jurisdiction) and owner.jurisdiction not in self.home
+            name = f.service or provider.name
+            out.append(Dependency(f.category, f.provider, name, owner.jurisdiction, foreign, tuple(f.evidence), f.confidence, owner.parent))
+        out.sort(key=lambda d: (CATEGORY_ORDER.get(d.category, 99), d.category, _CONFIDENCE_ORDER.get(d.confidence, 9), d.provider))
+        return out
+
+
+class Scanner:
+    def __init__(self, services: Services, detectors: Sequence[Detector], *, detector_timeout: float = 30.0, today: dt.date | None = None) -> None:
+        self.services = services
+        self.detectors = list(detectors)
+        self.detector_timeout = detector_timeout
+        self.classifier = Classifier(services.catalog, services.home, today)
+
+    async def _run(self, detector: Detector, target: Target, cache: dict) -> tuple[list[Finding], list[str], float]:
+        services = self.services
+        resolver = TargetResolver(services.dns, target.domain, cache)
+        ctx = DetectorContext(resolver, services.catalog, services.ip, detector.options, services.http)
+        started = time.perf_counter()
+        problems: list[str] = []
+        findings: list[Finding] = []
+        try:
+            findings = list(await asyncio.wait_for(detector.detect(target, ctx), self.detector_timeout))
+        except TimeoutError:
+            problems.append(f"timed out after {self.detector_timeout:g}s")
+        except Exception as exc:  # a broken detector must never take the scan down
+            problems.append(f"{type(exc).__name__}: {exc}")
+            log.warning("detector.crashed", detector=detector.name, target=target.domain, error=str(exc))
+        for answer in resolver.failures:
+            message = answer.describe()
+            if message not in problems:
+                problems.append(message)
+        return findings, problems, time.perf_counter() - started
+
+    async def scan(self, target: Target) -> TargetResult:
+        started = time.time()
+        t0 = time.perf_counter()
+        cache: dict = {}  # the target's own names, shared by its detectors only
+        outcomes = await asyncio.gather(*(self._run(d, target, cache) for d in self.detectors))
+        findings: list[Finding] = []
+        errors: list[ScanError] = []
+        incomplete: set[str] = set()
+        scanned: set[str] = set()
+        timings = {}
+        for detector, (found, problems, seconds) in zip(self.detectors, outcomes):
+            scanned.update(detector.categories)
+            timings[detector.name] = seconds
+            if problems:
+                incomplete.update(detector.categories)
+                errors.extend(ScanError(detector.name, p) for p in problems)
+            findings.extend(found)
+        return TargetResult(
+            target,
+            self.classifier.dependencies(findings),
+            errors,
+            frozenset(incomplete),
+            frozenset(scanned),
+            started,
+            time.perf_counter() - t0,
+            timings,
+        )
+
+    async def scan_all(self, targets: Iterable[Target], concurrency: int = 512) -> AsyncIterator[TargetResult]:
+        """Scan targets with at most `concurrency` in progress; yield results in input order.
+
+        Tasks are created a window ahead of the one being awaited, so one slow target delays
+        only its own place in the output, not the scanning of the others.
+        """
+        budget = asyncio.Semaphore(concurrency)
+
+        async def bounded(target: Target) -> TargetResult:
+            async with budget:
+                return await self.scan(target)
+
+        window: deque[asyncio.Task[TargetResult]] = deque()
+        iterator = iter(targets)
+        limit = concurrency * 4
+        try:
+            for target in iterator:
+                window.append(asyncio.ensure_future(bounded(target)))
+                if len(window) >= limit:
+                    yield await window.popleft()
+            while window:
+                yield await window.popleft()
+        finally:
+            for task in window:
+                task.cancel()

@@ -1,0 +1,120 @@
+"""Email: who receives, filters and sends a domain's mail.
+
+Inbound: MX hosts matched by the catalog (a security gateway such as Proofpoint in front of a
+mailbox provider is reported as well as the mailbox provider); an MX host the catalog does not
+know is classified by the IP ranges of its addresses (self-hosted mail on a Leaseweb server
+is a dependency on Leaseweb). A null MX ("0 .") means the domain takes no mail.
+Outbound and tenancy: SPF includes (walked per RFC 7208), DKIM selector records and the
+autodiscover CNAME. Verification TXT tokens (MS=..., google-site-verification=...) are only
+added as corroborating evidence, never a dependency by themselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from dijkwacht import hookimpl
+from dijkwacht.detector import CONFIRMED, INDICATED, Detector, DetectorContext, Finding
+from dijkwacht.dns import DATA
+from dijkwacht.targets import Target
+
+from ._common import address_findings
+from .spf import walk_spf
+
+CATEGORY = "email"
+
+
+class EmailDetector(Detector):
+    name = "email"
+    categories = (CATEGORY,)
+    description = "Mail providers from MX, SPF, DKIM selectors and autodiscover"
+    settings = {
+        # Selectors queried as CNAMEs: their targets name the tenant's provider.
+        "cname_selectors": ["selector1"],
+        # Extra selectors to look for besides the catalog's provider-specific ones.
+        "extra_selectors": [],
+    }
+
+    async def detect(self, target: Target, ctx: DetectorContext) -> list[Finding]:
+        domain = target.domain
+        findings: list[Finding] = []
+        findings += await self._mx(domain, ctx)
+        findings += await self._spf(domain, ctx)
+        findings += await self._dkim(domain, ctx)
+        autodiscover = await ctx.dns.resolve(f"autodiscover.{domain}", "CNAME")
+        if autodiscover.status == DATA:
+            cname = autodiscover.records[0]
+            findings += [Finding.from_fact(f, f"CNAME autodiscover.{domain} -> {cname}") for f in ctx.catalog.match_host("cname", cname, CATEGORY)]
+        return self._corroborate(findings, await ctx.dns.resolve(domain, "TXT"), ctx)
+
+    async def _mx(self, domain: str, ctx: DetectorContext) -> list[Finding]:
+        answer = await ctx.dns.resolve(domain, "MX")
+        if answer.status != DATA:
+            return []
+        hosts = sorted(answer.records)
+        if any(host in ("", ".") for _, host in hosts):  # RFC 7505 null MX: no mail at all
+            return []
+        found: list[Finding] = []
+        for priority, host in hosts:
+            evidence = f"MX {priority} {host}"
+            facts = ctx.catalog.match_host("mx", host, CATEGORY)
+            if facts:
+                found += [Finding.from_fact(f, evidence) for f in facts]
+                continue
+            addresses, _ = await ctx.dns.addresses(host)
+            found += address_findings(ctx, CATEGORY, evidence, addresses, role="hosting")
+        return found
+
+    async def _spf(self, domain: str, ctx: DetectorContext) -> list[Finding]:
+        catalog = ctx.catalog
+        walk = await walk_spf(ctx, domain, lambda d: bool(catalog.match_host("spf", d, CATEGORY)))
+        found = []
+        for include, term in walk.includes:
+            found += [Finding.from_fact(f, f"SPF {term}") for f in catalog.match_host("spf", include, CATEGORY)]
+        for network, term in walk.networks:
+            try:
+                first = str(ipaddress.ip_network(network, strict=False).network_address)
+            except ValueError:
+                continue
+            for provider in ctx.ip.lookup(first):
+                found.append(Finding(CATEGORY, provider, [f"SPF {term} (in {provider} IP ranges)"], INDICATED))
+        return found
+
+    async def _dkim(self, domain: str, ctx: DetectorContext) -> list[Finding]:
+        found = []
+        for selector in self.options["cname_selectors"]:
+            answer = await ctx.dns.resolve(f"{selector}._domainkey.{domain}", "CNAME")
+            if answer.status == DATA:
+                cname = answer.records[0]
+                evidence = f"DKIM {selector}._domainkey CNAME {cname}"
+                found += [Finding.from_fact(f, evidence) for f in ctx.catalog.match_host("cname", cname, CATEGORY)]
+        selectors = dict(ctx.catalog.dkim_selectors)
+        for extra in self.options["extra_selectors"]:
+            selectors.setdefault(extra, [])
+        for selector, facts in selectors.items():
+            answer = await ctx.dns.resolve(f"{selector}._domainkey.{domain}", "TXT")
+            if answer.status != DATA:
+                continue
+            evidence = f"DKIM {selector}._domainkey " + (f"CNAME {answer.chain[0]}" if answer.chain else "TXT")
+            found += [Finding.from_fact(f, evidence) for f in facts if f.category == CATEGORY]
+            for host in answer.chain:
+                found += [Finding.from_fact(f, evidence) for f in ctx.catalog.match_host("cname", host, CATEGORY)]
+        return found
+
+    @staticmethod
+    def _corroborate(findings: list[Finding], txt, ctx: DetectorContext) -> list[Finding]:
+        """Add verification tokens as evidence to providers already found by other means."""
+        if txt.status != DATA or not findings:
+            return findings
+        by_provider = {f.provider: f for f in findings}
+        for text in txt.records:
+            for fact in ctx.catalog.match_txt(text, "verification"):
+                finding = by_provider.get(fact.provider)
+                if finding is not None:
+                    finding.evidence.append(f"TXT {text[:80]}")
+        return findings
+
+
+@hookimpl
+def dijkwacht_detectors() -> list[type[Detector]]:
+    return [EmailDetector]

@@ -1,0 +1,62 @@
+"""Hosting: where a domain's web servers run.
+
+The apex and www addresses are classified by the providers' IP ranges; hosting platforms seen
+in a CNAME chain (azurewebsites.net, herokuapp.com...) are reported too; a PTR name is the
+fallback for an address no range file knows. A name fronted by a CDN is not claimed to be
+hosted by the CDN: its edge addresses say nothing about where the origin runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from dijkwacht import hookimpl
+from dijkwacht.detector import INDICATED, Detector, DetectorContext, Finding
+from dijkwacht.dns import DATA
+from dijkwacht.targets import Target
+
+from ._common import address_findings, host_names
+
+CATEGORY = "hosting"
+
+
+class HostingDetector(Detector):
+    name = "hosting"
+    categories = (CATEGORY,)
+    description = "Hosting providers from apex/www addresses, platform CNAMEs and PTR names"
+    settings = {"hosts": [], "ptr_fallback": True}
+
+    async def detect(self, target: Target, ctx: DetectorContext) -> list[Finding]:
+        catalog = ctx.catalog
+        found: list[Finding] = []
+        for name in host_names(target.domain, [*self.options["hosts"], *target.hosts]):
+            addresses, chain = await ctx.dns.addresses(name)
+            fronted = any(catalog.match_host("cname", host, "cdn") for host in chain)
+            for host in chain:
+                found += [Finding.from_fact(f, f"CNAME {name} -> {host}") for f in catalog.match_host("cname", host, CATEGORY)]
+            if fronted:
+                continue
+            for address in addresses:
+                owners = ctx.ip.lookup(address)
+                if owners:
+                    found += address_findings(ctx, CATEGORY, f"A/AAAA {name}", [address], role="hosting")
+                elif self.options["ptr_fallback"]:
+                    found += await self._ptr(address, name, ctx)
+        return found
+
+    @staticmethod
+    async def _ptr(address: str, name: str, ctx: DetectorContext) -> list[Finding]:
+        reverse = ipaddress.ip_address(address).reverse_pointer
+        answer = await ctx.dns.resolve(reverse, "PTR")
+        if answer.status != DATA:
+            return []
+        found = []
+        for ptr in answer.records:
+            for fact in ctx.catalog.match_host("ptr", ptr, CATEGORY):
+                found.append(Finding.from_fact(fact, f"PTR {address} ({name}) -> {ptr}", confidence=INDICATED))
+        return found
+
+
+@hookimpl
+def dijkwacht_detectors() -> list[type[Detector]]:
+    return [HostingDetector]

@@ -1,0 +1,57 @@
+"""Video conferencing: Teams / Skype for Business Online, Zoom, Webex, Google Meet.
+
+Teams is confirmed by its DNS records (lyncdiscover and sip CNAMEs, _sip._tls and
+_sipfederationtls._tcp SRV records pointing at online.lync.com). Zoom and Webex publish
+domain-verification TXT tokens: those indicate an account. Google Meet has no DNS footprint of
+its own: it is inferred from Google Workspace mail and marked as such.
+"""
+
+from __future__ import annotations
+
+from dijkwacht import hookimpl
+from dijkwacht.detector import Detector, DetectorContext, Finding
+from dijkwacht.dns import DATA
+from dijkwacht.targets import Target
+
+CATEGORY = "video"
+
+
+class VideoDetector(Detector):
+    name = "video"
+    categories = (CATEGORY,)
+    description = "Video conferencing from Teams/Lync records, verification tokens and Workspace mail"
+    settings = {
+        "cname_hosts": ["lyncdiscover", "sip"],
+        "srv_records": ["_sip._tls", "_sipfederationtls._tcp"],
+    }
+
+    async def detect(self, target: Target, ctx: DetectorContext) -> list[Finding]:
+        domain = target.domain
+        catalog = ctx.catalog
+        found: list[Finding] = []
+        for host in self.options["cname_hosts"]:
+            answer = await ctx.dns.resolve(f"{host}.{domain}", "CNAME")
+            if answer.status == DATA:
+                cname = answer.records[0]
+                found += [Finding.from_fact(f, f"CNAME {host}.{domain} -> {cname}") for f in catalog.match_host("cname", cname, CATEGORY)]
+        for record in self.options["srv_records"]:
+            answer = await ctx.dns.resolve(f"{record}.{domain}", "SRV")
+            if answer.status == DATA:
+                for _, _, port, srv_target in answer.records:
+                    evidence = f"SRV {record}.{domain} -> {srv_target}:{port}"
+                    found += [Finding.from_fact(f, evidence) for f in catalog.match_host("srv", srv_target, CATEGORY)]
+        txt = await ctx.dns.resolve(domain, "TXT")
+        if txt.status == DATA:
+            for text in txt.records:
+                found += [Finding.from_fact(f, f"TXT {text[:80]}") for f in catalog.match_txt(text, CATEGORY)]
+        mx = await ctx.dns.resolve(domain, "MX")
+        if mx.status == DATA:
+            for priority, host in mx.records:
+                for fact in catalog.match_host("mx", host, CATEGORY):
+                    found.append(Finding.from_fact(fact, f"inferred from mail: MX {priority} {host}"))
+        return found
+
+
+@hookimpl
+def dijkwacht_detectors() -> list[type[Detector]]:
+    return [VideoDetector]

@@ -1,0 +1,43 @@
+"""Shared fixtures: the shared test data, a fresh plugin manager, the fake DNS server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dijkwacht.ipranges import load_ranges
+from dijkwacht.pluginhost import make_plugin_manager
+from dijkwacht.testing import FakeDNSServer
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+IP_RANGES = SHARED / "ip-ranges"
+REAL_WORLD = SHARED / "real-world"
+
+
+@pytest.fixture(scope="session")
+def shared_ranges():
+    if not IP_RANGES.is_dir():
+        pytest.fail(f"shared test data missing: {IP_RANGES} (see README: tests read ../shared/data)")
+    return load_ranges(IP_RANGES)
+
+
+@pytest.fixture
+def plugin_host():
+    return make_plugin_manager(autoload=False)
+
+
+@pytest.fixture
+async def dns_server():
+    """Factory: `await dns_server(zone_text, failures=..., truncate=...)` -> started server."""
+    servers = []
+
+    async def start(zone: str, **kwargs) -> FakeDNSServer:
+        server = await FakeDNSServer(zone, **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()

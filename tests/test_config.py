@@ -1,0 +1,111 @@
+"""Configuration: valid files load into typed settings; each bad-config fixture fails with file,
+line and key named (one fixture per validation rule, in tests/bad_configs/)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dijkwacht.config import load_config, parse_duration, parse_nameserver
+from dijkwacht.errors import ConfigError
+from dijkwacht.runtime import load_config_with_plugins
+
+BAD = sorted((Path(__file__).parent / "bad_configs").glob("*.toml"))
+
+
+def test_there_is_a_fixture_per_rule():
+    assert len(BAD) >= 20
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_bad_config_is_rejected_with_location(path, plugin_host):
+    expected = re.match(r"# expect: (.*)", path.read_text().splitlines()[0]).group(1)
+    with pytest.raises(ConfigError) as info:
+        load_config_with_plugins(path, plugin_host)
+    message = str(info.value)
+    line = re.match(r"line (\d+): (.*)", expected)
+    if line:  # "line N: key: message" means the error must read "<file>:N: key: message"
+        expected = f"{path}:{line.group(1)}: {line.group(2)}"
+    assert message.startswith(str(path)), message
+    assert expected in message, message
+
+
+def test_full_config_loads(tmp_path):
+    (tmp_path / "targets.txt").write_text("# municipalities\nGemeente.NL. sector=municipality\nbad..name\nzürich.ch\n")
+    path = tmp_path / "dijkwacht.toml"
+    path.write_text(
+        """
+[agent]
+home = ["EEA", "ch"]
+nameservers = ["127.0.0.1:5353", "::1", "[::1]:53"]
+data_dir = "ranges"
+dns_timeout = 1.5
+http_probe = true
+targets_file = "targets.txt"
+
+[daemon]
+interval = "1h30m"
+confirmations = 3
+listen = "127.0.0.1:9849"
+
+[detectors.cdn]
+hosts = ["portal"]
+
+[[targets]]
+domain = "Example.NL."
+labels = { sector = "ministry", owner = "team-a" }
+hosts = ["intranet"]
+"""
+    )
+    config, data = load_config_with_plugins(path, None)
+    agent = config.agent
+    assert agent.home_codes >= {"NL", "NO", "IS", "LI", "CH"}
+    assert "US" not in agent.home_codes
+    assert agent.nameservers == ("127.0.0.1:5353", "[::1]:53", "[::1]:53")
+    assert agent.data_dir == str(tmp_path / "ranges")
+    assert agent.dns_timeout == 1.5 and agent.http_probe is True
+    assert config.daemon.interval == 5400 and config.daemon.confirmations == 3
+    assert config.detectors["cdn"] == {"hosts": ["portal"]}
+    domains = [t.domain for t in config.targets]
+    assert domains == ["example.nl", "gemeente.nl", "xn--zrich-kva.ch"]
+    assert config.targets[0].labels == {"sector": "ministry", "owner": "team-a"}
+    assert config.targets[0].hosts == ("intranet",)
+    assert config.targets[1].labels == {"sector": "municipality"}
+    assert [(p.line, "bad..name" in p.message) for p in config.problems] == [(3, True)]
+
+
+def test_defaults_without_file_sections(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    config = load_config(path)
+    assert config.agent.home == ("EU",)
+    assert config.agent.nameservers == ()
+    assert config.agent.http_probe is False
+    assert config.daemon.interval == 900
+    assert config.daemon.confirmations == 2
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("15m", 900), ("1h", 3600), ("1h30m", 5400), ("30s", 30), ("500ms", 0.5), (60, 60)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15", "m", "-1m", "1d", True, 0])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [("127.0.0.1", "127.0.0.1:53"), ("127.0.0.1:5353", "127.0.0.1:5353"), ("::1", "[::1]:53"), ("[2001:db8::1]:5300", "[2001:db8::1]:5300")],
+)
+def test_nameservers(text, normal):
+    assert parse_nameserver(text) == normal
