@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from . import __version__, cli_data, logs
+from .daemon import cli as daemon_cli
 from .config import AgentSettings, Config, parse_nameserver
 from .errors import DijkwachtError
 from .output import render_table, write_json
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", metavar="FILE", help="TOML configuration file")
 
     cli_data.add_parser(sub)
+    daemon_cli.add_parsers(sub)
     return parser
 
 
@@ -245,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _catalog(args)
         if args.command == "check-config":
             return _check_config(args)
-        return _data(args)
+        if args.command == "data":
+            return _data(args)
+        return daemon_cli.dispatch(args)
     except DijkwachtError as exc:
         print(f"dijkwacht: {exc}", file=sys.stderr)
         return 2

@@ -72,7 +72,7 @@ class Answer:
 
 
 # One raw response: status and the answer section as (owner, type, value) triples.
-_Raw = tuple[str, tuple[tuple[str, str, Any], ...], str]
+_Raw = tuple[str, tuple[tuple[str, str, Any], ...], str, float]
 
 
 def _value(rtype: str, data: Any) -> Any:
@@ -109,6 +109,9 @@ class DNSEngine:
         max_inflight: int = 512,
         cache_size: int = 100_000,
         failure_ttl: float = 30.0,
+        negative_ttl: float = 60.0,
+        max_ttl: float = 300.0,
+        stats: Counter[str] | None = None,
     ) -> None:
         flags = pycares.ARES_FLAG_NOSEARCH | pycares.ARES_FLAG_EDNS
         self._resolver = aiodns.DNSResolver(
@@ -118,8 +121,13 @@ class DNSEngine:
         self._cache: dict[tuple[str, str], tuple[float, _Raw]] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[_Raw]] = {}
         self._cache_size = cache_size
+        # Shared answers live for their TTL, capped; failures only briefly, so one bad moment
+        # does not stick. (Private per-target caches live for one scan.)
         self._failure_ttl = failure_ttl
-        self.queries: Counter[str] = Counter()  # sent queries by result status
+        self._negative_ttl = negative_ttl
+        self._max_ttl = max_ttl
+        # Sent queries by result status; a daemon passes one Counter to every engine it builds.
+        self.queries: Counter[str] = Counter() if stats is None else stats
         self.cache_hits = 0
 
     async def close(self) -> None:
@@ -133,23 +141,25 @@ class DNSEngine:
                 code = exc.args[0] if exc.args else -1
                 status = _ERRNO.get(code, ERROR)
                 self.queries[status] += 1
-                return status, (), "" if status != ERROR else str(exc.args[1] if len(exc.args) > 1 else exc)
+                ttl = self._failure_ttl if status in FAILED else self._negative_ttl
+                return status, (), "" if status != ERROR else str(exc.args[1] if len(exc.args) > 1 else exc), ttl
             except ValueError as exc:  # a name c-ares refuses to encode
                 self.queries[ERROR] += 1
-                return ERROR, (), str(exc)
+                return ERROR, (), str(exc), self._failure_ttl
         self.queries[DATA] += 1
         rrs = []
+        ttl = self._max_ttl
         for rr in result.answer:
             rtype = _TYPE_NAMES.get(rr.type)
             if rtype:
                 rrs.append((rr.name.lower().rstrip("."), rtype, _value(rtype, rr.data)))
-        return DATA, tuple(rrs), ""
+                ttl = min(ttl, rr.ttl)
+        return DATA, tuple(rrs), "", float(ttl)
 
     async def raw(self, name: str, qtype: str, cache: dict[tuple[str, str], _Raw] | None = None) -> _Raw:
         """One query, answered from `cache` (a caller's private dict) or the shared cache.
 
-        Concurrent askers of the same name share one query. Failures are kept only briefly
-        in the shared cache, so one bad moment does not stick for the whole TTL.
+        Concurrent askers of the same name share one query.
         """
         key = (name, qtype)
         if cache is not None:
@@ -188,8 +198,8 @@ class DNSEngine:
             # Drop the oldest tenth: insertion order approximates age, and this stays O(1) amortised.
             for old in list(self._cache)[: self._cache_size // 10 or 1]:
                 del self._cache[old]
-        ttl = self._failure_ttl if raw[0] in FAILED else 300.0
-        self._cache[key] = (time.monotonic() + ttl, raw)
+        if raw[3] > 0:
+            self._cache[key] = (time.monotonic() + raw[3], raw)
 
     async def resolve(self, name: str, qtype: str, cache: dict[tuple[str, str], _Raw] | None = None, *, local_suffix: str = "") -> Answer:
         """Look up `name`/`qtype`, following CNAMEs across queries with loop and depth limits.
@@ -202,7 +212,7 @@ class DNSEngine:
         current = name
         for _ in range(MAX_CHAIN):
             private = cache if cache is not None and local_suffix and (current == local_suffix or current.endswith("." + local_suffix)) else None
-            status, rrs, error = await self.raw(current, qtype, private)
+            status, rrs, error, _ = await self.raw(current, qtype, private)
             if status != DATA:
                 return Answer(name, qtype, status, (), tuple(chain), error)
             if qtype == "CNAME":

@@ -6,6 +6,7 @@ share the same catalog, ranges, DNS engine and detectors (and the same behaviour
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +64,16 @@ class Runtime:
         await self.engine.close()
 
 
-def build_runtime(agent: AgentSettings, data: Data, detector_settings: Mapping[str, Mapping[str, Any]] | None = None, *, only: Sequence[str] = ()) -> Runtime:
+def build_runtime(
+    agent: AgentSettings,
+    data: Data,
+    detector_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    only: Sequence[str] = (),
+    dns_stats: Counter[str] | None = None,
+) -> Runtime:
     """Build engine, probe and scanner. Must be called inside a running event loop."""
-    engine = DNSEngine(agent.nameservers, timeout=agent.dns_timeout, tries=agent.dns_tries, max_inflight=agent.max_inflight)
+    engine = DNSEngine(agent.nameservers, timeout=agent.dns_timeout, tries=agent.dns_tries, max_inflight=agent.max_inflight, stats=dns_stats)
     http = HttpProbe(engine, timeout=agent.http_timeout) if agent.http_probe else None
     settings = detector_settings or {}
     detectors = [cls(settings.get(cls.name)) for cls in data.detector_classes if not only or cls.name in only]

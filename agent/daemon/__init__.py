@@ -1,0 +1,1 @@
+"""The long-running agent: scheduler, state store, metrics and HTTP server."""

@@ -1,0 +1,221 @@
+"""The daemon: scheduled scans of every target, state, reloads and a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry, Histogram
+
+from ..config import Config
+from ..errors import DijkwachtError
+from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
+from ..scanner import TargetResult
+from .metrics import Snapshot, StateCollector, TargetView
+from .schedule import Schedule, next_due
+from .state import Change, StateStore
+
+log = structlog.get_logger()
+
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Daemon:
+    def __init__(self, config_path: Path | str, *, clock=time.time) -> None:
+        self.config_path = str(config_path)
+        self.clock = clock
+        self.snapshot = Snapshot()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StateCollector(self.snapshot))
+        self.scan_duration = Histogram(
+            "dijkwacht_scan_duration_seconds", "Duration of one target scan (all detectors).", registry=self.registry, buckets=DURATION_BUCKETS
+        )
+        self.dns_stats: Counter[str] = self.snapshot.dns_queries
+        self.schedule = Schedule()
+        self.config: Config | None = None
+        self.data: Data | None = None
+        self.runtime: Runtime | None = None
+        self.state: StateStore | None = None
+        self.targets: dict = {}
+        self.ready = False
+        self._budget: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load everything or fail (at start an invalid config is fatal), then start scanning."""
+        config, data = load_config_with_plugins(self.config_path)
+        self.state = StateStore(config.daemon.state_path, config.daemon.confirmations)
+        restored = bool(self.state.scans())
+        self._apply(config, data)
+        self.ready = restored or not self.targets
+        log.info("agent.started", targets=len(self.targets), state=config.daemon.state_path, restored=restored)
+        self._scheduler = asyncio.create_task(self._schedule_loop())
+
+    async def stop(self, grace: float = 4.0) -> None:
+        """Stop scheduling, let in-flight scans finish for up to `grace` seconds, close."""
+        self._stopping.set()
+        self._wake.set()
+        if self._scheduler is not None:
+            await self._scheduler
+        pending = [t for t in self._inflight.values() if not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self.state is not None:
+            self.state.close()
+        log.info("agent.stopped")
+
+    async def reload(self) -> tuple[bool, str]:
+        """Reload config, plugins, catalog and IP ranges; keep the old ones if anything is invalid."""
+        async with self._reload_lock:
+            try:
+                config, data = await asyncio.to_thread(load_config_with_plugins, self.config_path)
+            except DijkwachtError as exc:
+                self.snapshot.reload_ok = False
+                log.error("config.reload_failed", error=str(exc), kept="previous configuration")
+                return False, str(exc)
+            self._apply(config, data)
+            log.info("config.reloaded", targets=len(self.targets))
+            return True, "reloaded"
+
+    def _apply(self, config: Config, data: Data) -> None:
+        assert self.state is not None
+        now = self.clock()
+        home = config.agent.home_codes
+        old_runtime = self.runtime
+        self.runtime = build_runtime(config.agent, data, config.detectors, dns_stats=self.dns_stats)
+        self.config, self.data = config, data
+        self.state.confirmations = config.daemon.confirmations
+        if self._budget is None:
+            self._budget = asyncio.Semaphore(config.agent.concurrency)
+        # Parent changes first: no scan with the new catalog may absorb one silently.
+        for change in self.state.apply_ownership(data.catalog, home, now=now):
+            self._changed(change)
+        self.targets = {t.domain: t for t in config.targets}
+        removed = [d for d in self.snapshot.views if d not in self.targets]
+        self.state.forget(removed)
+        for domain in removed:
+            self.schedule.remove(domain)
+
+        stored = self.state.dependencies()
+        baselined = self.state.baselined()
+        scans = self.state.scans()
+        interval = config.daemon.interval
+        views = {}
+        for domain, target in self.targets.items():
+            record = scans.get(domain)
+            deps = {c: [] for c in baselined.get(domain, ())} | stored.get(domain, {})
+            views[domain] = TargetView(domain, dict(target.labels), deps, record.last_success if record else None, dict(record.errors) if record else {}, record is not None)
+            if domain not in self.schedule and domain not in self._inflight:
+                due = now if record is None else max(next_due(domain, record.last_attempt, interval), next_due(domain, now - interval / 2, interval))
+                self.schedule.set(domain, due)
+        s = self.snapshot
+        s.views = views
+        s.label_keys = tuple(sorted({k for t in self.targets.values() for k in t.labels}))
+        s.home = home
+        s.detectors = tuple(d.name for d in self.runtime.detectors)
+        s.last_changes = {k: c for k, c in self.state.last_changes().items() if k[0] in self.targets}
+        s.catalog_loaded = now
+        s.catalog_providers = len(data.catalog.providers)
+        s.range_files = data.ranges.files
+        s.reload_ok = True
+        s.reload_success_time = now
+        if old_runtime is not None:
+            task = asyncio.create_task(self._close_when_idle(old_runtime, list(self._inflight.values())))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self._wake.set()
+
+    async def _close_when_idle(self, runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
+        if tasks:
+            await asyncio.wait(tasks)
+        await runtime.close()
+
+    # ---- scanning --------------------------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        while not self._stopping.is_set():
+            for domain in self.schedule.pop_due(self.clock()):
+                if domain in self.targets and domain not in self._inflight:
+                    self._inflight[domain] = asyncio.create_task(self._scan(domain))
+            upcoming = self.schedule.next_time()
+            wait = 60.0 if upcoming is None else min(60.0, max(0.0, upcoming - self.clock()))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+    async def _scan(self, domain: str) -> None:
+        try:
+            assert self._budget is not None and self.runtime is not None
+            async with self._budget:
+                if self._stopping.is_set():
+                    return
+                runtime = self.runtime
+                result = await runtime.scanner.scan(self.targets[domain])
+            if domain in self.targets:
+                self._fold(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never let one target stop the agent
+            log.exception("scan.failed", target=domain, error=str(exc))
+        finally:
+            self._inflight.pop(domain, None)
+            if domain in self.targets and not self._stopping.is_set() and self.config is not None:
+                self.schedule.set(domain, next_due(domain, self.clock(), self.config.daemon.interval))
+                self._wake.set()
+
+    def _fold(self, result: TargetResult) -> None:
+        """Record a result in the state and the snapshot the metrics read."""
+        assert self.state is not None
+        now = self.clock()
+        domain = result.target.domain
+        for change in self.state.record(result, self.snapshot.home, now=now):
+            self._changed(change)
+        self.scan_duration.observe(result.duration)
+        errors: Counter[str] = Counter(e.detector for e in result.errors)
+        self.snapshot.detector_errors.update(errors)
+        view = self.snapshot.views.get(domain)
+        if view is None:
+            return
+        view.deps = {c: [] for c in result.scanned} | self.state.stored(domain)
+        view.errors = dict(errors)
+        view.scanned = True
+        if not result.errors:
+            view.last_success = now
+        if result.errors:
+            log.info("scan.errors", target=domain, errors=[f"{e.detector}: {e.message}" for e in result.errors][:5])
+        if not self.ready and all(v.scanned for v in self.snapshot.views.values()):
+            self.ready = True
+            log.info("agent.ready", reason="first full pass done")
+
+    def _changed(self, change: Change) -> None:
+        key = (change.category, change.from_jurisdiction, change.to_jurisdiction, str(change.to_foreign).lower(), change.reason)
+        self.snapshot.changes_total[key] += 1
+        self.snapshot.last_changes[(change.target, change.category)] = change
+        log.warning(
+            "dependency.changed",
+            target=change.target,
+            category=change.category,
+            reason=change.reason,
+            from_providers=",".join(change.from_providers),
+            to_providers=",".join(change.to_providers),
+            to_jurisdiction=change.to_jurisdiction,
+            to_foreign=change.to_foreign,
+        )

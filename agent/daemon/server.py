@@ -1,0 +1,91 @@
+"""The agent's HTTP server: /metrics, health, readiness, reload, /probe and a landing page."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .. import __version__
+from ..targets import InvalidTarget, Target, normalise_domain
+from .agent import Daemon
+from .metrics import ProbeCollector, TargetView
+from .webconfig import WebConfig
+
+PROBE_TIMEOUT = 60.0
+
+
+def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
+    app = web.Application(middlewares=[web_config.middleware()])
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(daemon.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="Healthy\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if daemon.ready:
+            return web.Response(text="Ready\n")
+        return web.Response(status=503, text="Not ready: first scan pass in progress\n")
+
+    async def reload(_: web.Request) -> web.Response:
+        ok, message = await daemon.reload()
+        return web.Response(status=200 if ok else 500, text=message + "\n")
+
+    async def probe(request: web.Request) -> web.Response:
+        raw = request.query.get("target", "")
+        try:
+            domain = normalise_domain(raw)
+        except InvalidTarget as exc:
+            return web.Response(status=400, text=f"target: {exc}\n")
+        runtime = daemon.runtime
+        assert runtime is not None
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(runtime.scanner.scan(Target(domain)), PROBE_TIMEOUT)
+        except TimeoutError:
+            return web.Response(status=504, text="probe timed out\n")
+        errors: dict[str, int] = {}
+        for error in result.errors:
+            errors[error.detector] = errors.get(error.detector, 0) + 1
+        deps: dict = {c: [] for c in result.scanned}
+        for dep in result.dependencies:
+            deps.setdefault(dep.category, []).append(dep)
+        view = TargetView(domain, {}, deps, time.time() if not result.errors else None, errors, True)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ProbeCollector(view, daemon.snapshot.home, daemon.snapshot.detectors, time.perf_counter() - started))
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def landing(_: web.Request) -> web.Response:
+        targets = len(daemon.snapshot.views)
+        state = "ready" if daemon.ready else "first scan pass in progress"
+        page = f"""<!doctype html><html><head><title>dijkwacht</title></head><body>
+<h1>dijkwacht {html.escape(__version__)}</h1>
+<p>Watching {targets} targets ({html.escape(state)}).</p>
+<ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li><li><a href="-/ready">Readiness</a></li>
+<li><form action="probe">Probe one domain: <input name="target" placeholder="example.nl"> <button>Scan</button></form></li></ul>
+</body></html>"""
+        return web.Response(text=page, content_type="text/html")
+
+    app.router.add_get("/", landing)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    app.router.add_get("/probe", probe)
+    return app
+
+
+async def serve(daemon: Daemon, web_config: WebConfig, listen: str) -> web.AppRunner:
+    host, _, port = listen.rpartition(":")
+    runner = web.AppRunner(make_app(daemon, web_config), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context)
+    await site.start()
+    return runner

@@ -1,0 +1,218 @@
+"""The daemon in-process: metrics, readiness, /probe, reload with a broken config, TLS and
+basic auth, graceful shutdown. (The long story -- a real DNS server, a move, kill -9 -- is
+tests/test_e2e_daemon.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+import time
+
+import aiohttp
+import bcrypt
+import pytest
+
+from dijkwacht.daemon.agent import Daemon
+from dijkwacht.daemon.server import serve
+from dijkwacht.daemon.webconfig import WebConfig, load_web_config
+from dijkwacht.errors import ConfigError
+from dijkwacht.testing import parse_zone
+
+# TTL 0 on the record that changes: the resolver library may cache answers for their TTL.
+ZONE = """
+gemeente.nl 0 MX 10 mx.transip.email.
+gemeente.nl 0 TXT "v=spf1 include:_spf.transip.email -all"
+gemeente.nl NS ns0.transip.net.
+ziekenhuis.nl MX 0 ziekenhuis-nl.mail.protection.outlook.com.
+ziekenhuis.nl TXT "v=spf1 include:spf.protection.outlook.com -all"
+"""
+
+
+def write_config(path, server, state, *, extra="", interval="1s"):
+    path.write_text(
+        f"""
+[agent]
+nameservers = ["{server.address}"]
+dns_timeout = 0.3
+dns_tries = 1
+[daemon]
+interval = "{interval}"
+state_path = "{state}"
+confirmations = 2
+[[targets]]
+domain = "gemeente.nl"
+labels = {{ sector = "municipality" }}
+[[targets]]
+domain = "ziekenhuis.nl"
+labels = {{ sector = "hospital", owner = "team-b" }}
+{extra}
+"""
+    )
+
+
+async def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+async def running(dns_server, tmp_path):
+    server = await dns_server(ZONE)
+    config = tmp_path / "dijkwacht.toml"
+    write_config(config, server, tmp_path / "state.db")
+    daemon = Daemon(config)
+    await daemon.start()
+    runner = await serve(daemon, WebConfig(), "127.0.0.1:0")
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as http:
+        yield daemon, http, f"http://127.0.0.1:{port}", server, config
+    await runner.cleanup()
+    await daemon.stop()
+
+
+async def test_metrics_show_dependencies_after_first_pass(running):
+    daemon, http, base, _, _ = running
+    async with http.get(f"{base}/-/ready") as response:
+        first = response.status
+    await wait_for(lambda: daemon.ready)
+    assert first in (200, 503)
+    async with http.get(f"{base}/-/ready") as response:
+        assert response.status == 200
+    async with http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    assert 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",target="ziekenhuis.nl"} 1.0' in text
+    assert 'dijkwacht_foreign_dependencies{category="email",target="gemeente.nl"} 0.0' in text
+    assert 'dijkwacht_foreign_dependencies{category="email",target="ziekenhuis.nl"} 1.0' in text
+    assert 'dijkwacht_target_info{owner="team-b",sector="hospital",target="ziekenhuis.nl"} 1.0' in text
+    assert 'dijkwacht_target_info{owner="",sector="municipality",target="gemeente.nl"} 1.0' in text
+    assert 'dijkwacht_scan_errors{detector="email",target="gemeente.nl"} 0.0' in text
+    assert "dijkwacht_last_successful_scan_timestamp_seconds{target=\"gemeente.nl\"}" in text
+    assert 'dijkwacht_dns_queries_total{result="data"}' in text
+    assert "dijkwacht_scan_duration_seconds_count" in text
+    assert 'dijkwacht_build_info{python_version=' in text
+    assert "dijkwacht_targets 2.0" in text
+    assert "Results are cached from the last scan" in text
+    async with http.get(f"{base}/-/healthy") as response:
+        assert response.status == 200
+    async with http.get(f"{base}/") as response:
+        assert "Watching 2 targets" in await response.text()
+
+
+async def test_probe_scans_one_domain_on_demand(running):
+    _, http, base, _, _ = running
+    async with http.get(f"{base}/probe", params={"target": "ZIEKENHUIS.nl."}) as response:
+        assert response.status == 200
+        text = await response.text()
+    assert 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",target="ziekenhuis.nl"} 1.0' in text
+    assert "dijkwacht_probe_success 1.0" in text
+    async with http.get(f"{base}/probe", params={"target": "not a domain"}) as response:
+        assert response.status == 400
+
+
+async def test_reload_with_broken_config_keeps_the_old_one(running):
+    daemon, http, base, _, config = running
+    good = config.read_text()
+    config.write_text(good + "\n[agent]\nbogus = 1\n")
+    async with http.post(f"{base}/-/reload") as response:
+        assert response.status == 500
+        assert "dijkwacht.toml" in await response.text()
+    async with http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    assert "dijkwacht_config_last_reload_successful 0.0" in text
+    assert "dijkwacht_targets 2.0" in text
+    config.write_text(good.replace('[[targets]]\ndomain = "gemeente.nl"', '[[targets]]\ndomain = "school.nl"'))
+    async with http.post(f"{base}/-/reload") as response:
+        assert response.status == 200
+    async with http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    assert "dijkwacht_config_last_reload_successful 1.0" in text
+    assert 'target="school.nl"' in text and 'target="gemeente.nl"' not in text
+
+
+async def test_zone_change_is_confirmed_then_shown(running):
+    daemon, http, base, server, _ = running
+    await wait_for(lambda: daemon.ready)
+    moved = ZONE.replace("mx.transip.email.", "gemeente-nl.mail.protection.outlook.com.").replace("_spf.transip.email", "spf.protection.outlook.com")
+    server.load(parse_zone(moved))
+    await wait_for(lambda: ("gemeente.nl", "email") in daemon.snapshot.last_changes, timeout=15)
+    async with http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="BE",from_provider="transip",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
+    assert 'dijkwacht_dependency_changes_total{category="email",from_jurisdiction="BE",reason="dns",to_foreign="true",to_jurisdiction="US"} 1.0' in text
+
+
+async def test_shutdown_is_quick_with_scans_in_flight(dns_server, tmp_path):
+    server = await dns_server(ZONE, failures={"gemeente.nl": "timeout", "ziekenhuis.nl": "timeout"})
+    config = tmp_path / "dijkwacht.toml"
+    write_config(config, server, tmp_path / "state.db")
+    config.write_text(config.read_text().replace("dns_timeout = 0.3", "dns_timeout = 20"))
+    daemon = Daemon(config)
+    await daemon.start()
+    await asyncio.sleep(0.3)
+    assert daemon._inflight
+    started = time.monotonic()
+    await daemon.stop(grace=1.0)
+    assert time.monotonic() - started < 3
+
+
+def _certificate(tmp_path):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True,
+    )
+
+
+async def test_tls_and_basic_auth(dns_server, tmp_path):
+    _certificate(tmp_path)
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2y$")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: '{hashed}'\n")
+    server = await dns_server(ZONE)
+    config = tmp_path / "dijkwacht.toml"
+    write_config(config, server, tmp_path / "state.db")
+    daemon = Daemon(config)
+    await daemon.start()
+    runner = await serve(daemon, load_web_config(web), "127.0.0.1:0")
+    port = runner.addresses[0][1]
+    client_tls = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    client_tls.check_hostname = False
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"https://127.0.0.1:{port}/metrics"
+            async with http.get(url, ssl=client_tls) as response:
+                assert response.status == 401
+                assert "Basic" in response.headers["WWW-Authenticate"]
+            async with http.get(url, ssl=client_tls, auth=aiohttp.BasicAuth("prometheus", "wrong")) as response:
+                assert response.status == 401
+            async with http.get(url, ssl=client_tls, auth=aiohttp.BasicAuth("prometheus", "s3cret")) as response:
+                assert response.status == 200
+                assert "dijkwacht_build_info" in await response.text()
+            with pytest.raises(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    await response.read()
+    finally:
+        await runner.cleanup()
+        await daemon.stop()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("basic_auth_users:\n  bob: plaintext\n", "needs a bcrypt hash"),
+        ("tls_server_config:\n  cert_file: nope.pem\n", "key_file: is required"),
+        ("tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.pem\n", "cannot load certificate"),
+        ("tls_server_config: [\n", "invalid YAML"),
+        ("bogus: 1\n", "unknown key"),
+    ],
+)
+def test_bad_web_config(tmp_path, text, message):
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_web_config(path)
