@@ -89,6 +89,15 @@ def promtool() -> str:
     return path
 
 
+# Runs the project's own CLI (installed in the test environment).
+DIJKWACHT = [sys.executable, "-c", "import sys; from dijkwacht.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def check_config(path: Path) -> None:
+    res = run([*DIJKWACHT, "check-config", str(path)], timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def load_yaml(path: Path):
     with path.open(encoding="utf-8") as f:
         return yaml.safe_load(f)
@@ -448,9 +457,9 @@ def test_dashboard_stat_queries_compute_the_right_numbers(promtool, tmp_path):
              "exp_samples": [{"labels": '{category="email"}', "value": 50},
                              {"labels": '{category="video"}', "value": 25}]},
             # 00:30: only a.nl has a successful scan within the last hour.
-            {"expr": expr("Unscanned for > 1h"), "eval_time": "30m",
+            {"expr": expr("No clean scan for > 1h"), "eval_time": "30m",
              "exp_samples": [{"labels": "{}", "value": 1}]},
-            {"expr": expr("Unscanned for > 1h"), "eval_time": "75m",
+            {"expr": expr("No clean scan for > 1h"), "eval_time": "75m",
              "exp_samples": [{"labels": "{}", "value": 3}]},
         ],
     }]}
@@ -620,6 +629,11 @@ def test_helm_template_all_features(tmp_path):
     ]
     assert cfg["agent"]["nameservers"] == ["9.9.9.9:53"]
     assert cfg["extra"] == {"key": 1}
+    # The agent accepts the rendered file (without the made-up [extra] table).
+    rendered = objs[("ConfigMap", "rel-dijkwacht")]["data"]["dijkwacht.toml"]
+    f = tmp_path / "dijkwacht.toml"
+    f.write_text(rendered.split("[extra]")[0], encoding="utf-8")
+    check_config(f)
     sm = objs[("ServiceMonitor", "rel-dijkwacht")]
     assert sm["metadata"]["labels"]["release"] == "kps"
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
@@ -707,6 +721,15 @@ def test_systemd_data_update_units():
     assert unit_values(timer, "Timer", "OnCalendar") == ["daily"]
     assert [systemd_bool(v) for v in unit_values(timer, "Timer", "Persistent")] == [True]
     assert unit_values(timer, "Install", "WantedBy") == ["timers.target"]
+
+
+def test_systemd_readme_example_config_is_accepted(tmp_path):
+    text = (SYSTEMD_DIR / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"cat > /etc/dijkwacht/dijkwacht.toml <<'EOF'\n(.*?)\nEOF", text, re.S)
+    assert m
+    f = tmp_path / "dijkwacht.toml"
+    f.write_text(m.group(1), encoding="utf-8")
+    check_config(f)
 
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -798,14 +821,22 @@ def test_containerfile_copies_what_the_package_build_needs():
     assert "." not in copied, "copy only what the build needs, not the whole context"
 
 
-def test_containerfile_default_config_is_valid_toml():
+def containerfile_default_config() -> str:
     text = next(r for w, r in containerfile_instructions() if w == "RUN" and "dijkwacht.toml" in r)
     m = re.search(r"printf '%s\\n' (.*?) > /etc/dijkwacht/dijkwacht\.toml", text)
     assert m, text
-    cfg = tomllib.loads("\n".join(shlex.split(m.group(1))))
+    return "\n".join(shlex.split(m.group(1))) + "\n"
+
+
+def test_containerfile_default_config_is_valid(tmp_path):
+    text = containerfile_default_config()
+    cfg = tomllib.loads(text)
     assert cfg["daemon"]["listen"] == "0.0.0.0:9849"
     assert cfg["daemon"]["state_path"] == "/var/lib/dijkwacht/state.db"
     assert cfg["agent"]["data_dir"] == "/var/lib/dijkwacht/ip-ranges"
+    f = tmp_path / "dijkwacht.toml"
+    f.write_text(text, encoding="utf-8")
+    check_config(f)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -849,3 +880,114 @@ def test_containerfile_healthcheck_fails_without_server():
     server.server_close()  # nothing listens there any more
     cmd = [c.replace("127.0.0.1:9849", f"127.0.0.1:{port}") for c in _healthcheck_command()]
     assert run(cmd, timeout=30).returncode != 0
+
+
+# --------------------------------------------------------------------------
+# The deploy artifacts against a real agent (loopback only; no targets, so no
+# DNS traffic)
+# --------------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _cronjob_reload_snippet(base_url: str) -> list[str]:
+    """The CronJob's `python -c` reload call, with the Service URL replaced."""
+    text = (CHART / "templates" / "cronjob-data-update.yaml").read_text(encoding="utf-8")
+    m = re.search(r'python -c "(.*?)"\n', text, re.S)
+    assert m, "reload call not found in the CronJob"
+    code = " ".join(line.strip() for line in m.group(1).splitlines())
+    code, n = re.subn(r"http://\{\{.*?\}\}:\{\{.*?\}\}", base_url, code)
+    assert n == 1, code
+    return [sys.executable, "-c", code]
+
+
+@pytest.fixture
+def live_agent(tmp_path):
+    """The image's default configuration, with paths and port moved into tmp_path."""
+    import time
+    import urllib.request
+
+    port = _free_port()
+    text = containerfile_default_config()
+    text = text.replace("/var/lib/dijkwacht", str(tmp_path / "state"))
+    text = text.replace("0.0.0.0:9849", f"127.0.0.1:{port}")
+    (tmp_path / "state" / "ip-ranges").mkdir(parents=True)
+    config = tmp_path / "dijkwacht.toml"
+    config.write_text(text, encoding="utf-8")
+    log = (tmp_path / "agent.log").open("w")
+    proc = subprocess.Popen([*DIJKWACHT, "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(base + "/-/healthy", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("agent did not come up: " + (tmp_path / "agent.log").read_text())
+            time.sleep(0.2)
+    yield proc, base, port
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def _metrics(base: str) -> str:
+    import urllib.request
+    return urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+
+
+def _sample(text: str, name: str) -> float:
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert m, name
+    return float(m.group(1))
+
+
+def test_real_agent_metric_families_match_the_contract(live_agent):
+    _, base, _ = live_agent
+    families = dict(re.findall(r"^# TYPE (dijkwacht_\w+) (\w+)$", _metrics(base), re.M))
+    exposed = {}
+    for name, mtype in families.items():
+        if name.endswith("_created") and CONTRACT.get(name[: -len("_created")], ("",))[0] == "histogram":
+            continue  # prometheus_client's creation-time companion of the histogram
+        # prometheus_client names a counter family without its _total sample suffix.
+        key = name + "_total" if mtype == "counter" and not name.endswith("_total") else name
+        exposed[key] = mtype
+    assert exposed == {n: t for n, (t, _) in CONTRACT.items()}
+
+
+def test_real_agent_healthcheck_readiness_reload_and_stop(live_agent):
+    import signal
+    import time
+    import urllib.request
+
+    proc, base, port = live_agent
+    # The image's HEALTHCHECK command.
+    cmd = [c.replace("127.0.0.1:9849", f"127.0.0.1:{port}") for c in _healthcheck_command()]
+    assert run(cmd, timeout=30).returncode == 0
+    # Kubernetes readiness probe path: ready at once with no targets.
+    assert urllib.request.urlopen(base + "/-/ready", timeout=5).status == 200
+    first = _sample(_metrics(base), "dijkwacht_config_last_reload_success_timestamp_seconds")
+    # The CronJob's reload call (POST /-/reload).
+    time.sleep(1.1)
+    res = run(_cronjob_reload_snippet(base), timeout=30)
+    assert res.returncode == 0, res.stderr
+    second = _sample(_metrics(base), "dijkwacht_config_last_reload_success_timestamp_seconds")
+    assert second > first
+    # systemd's ExecReload (kill -HUP).
+    time.sleep(1.1)
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while _sample(_metrics(base), "dijkwacht_config_last_reload_success_timestamp_seconds") <= second:
+        assert time.monotonic() < deadline, "SIGHUP did not reload"
+        time.sleep(0.2)
+    assert _sample(_metrics(base), "dijkwacht_config_last_reload_successful") == 1
+    # SIGTERM (systemd stop, container stop): exits well within TimeoutStopSec.
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0

@@ -1,0 +1,85 @@
+"""End to end: `dijkwacht scan` as a user runs it, against a real DNS server (Knot DNS) serving
+the detector corpus, with the shared IP range snapshot. Only 127.0.0.1 is contacted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import IP_RANGES
+from .corpus import CASES
+from .knot import Knot
+from .scanhelpers import corpus_zone
+
+pytestmark = pytest.mark.e2e
+# Per-query failures need the fake server; Knot fails whole zones (tested below).
+KNOT_CASES = [c for c in CASES if not c.failures]
+DIJKWACHT = [sys.executable, "-m", "dijkwacht.cli"]
+
+
+@pytest.fixture(scope="module")
+def knot(tmp_path_factory):
+    server = Knot(tmp_path_factory.mktemp("knot"), corpus_zone(KNOT_CASES), [c.domain for c in KNOT_CASES if c.zone] + ["servfail.nl"]).start()
+    yield server
+    server.stop()
+
+
+def scan(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DIJKWACHT_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return subprocess.run([*DIJKWACHT, "scan", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_scan_of_the_corpus_matches_exactly(knot):
+    names = [c.query or c.domain for c in KNOT_CASES]
+    done = scan("--nameserver", knot.address, "--data-dir", str(IP_RANGES), "--timeout", "1", "--format", "json", *names)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [r["target"] for r in results] == [c.domain for c in KNOT_CASES]  # input order, normalised
+    problems = []
+    for case, result in zip(KNOT_CASES, results):
+        got = {(d["category"], d["provider"], d["confidence"]) for d in result["dependencies"]}
+        if got != set(case.expect):
+            problems.append(f"{case.domain}: got {sorted(got)}, expected {sorted(case.expect)}")
+        errors = {e["detector"] for e in result["errors"]}
+        if errors != set(case.errors):
+            problems.append(f"{case.domain}: errors {result['errors']}")
+        for dep in result["dependencies"]:
+            assert set(dep) >= {"category", "provider", "name", "jurisdiction", "foreign", "evidence"}
+    assert problems == []
+
+
+def test_servfail_zone_is_an_error_for_every_detector(knot):
+    knot.servfail("servfail.nl")
+    try:
+        done = scan("--nameserver", knot.address, "--timeout", "1", "servfail.nl")
+    finally:
+        knot.reload()
+    [result] = json.loads(done.stdout)
+    assert result["dependencies"] == []
+    assert {e["detector"] for e in result["errors"]} == {"email", "video", "cdn", "hosting", "dns"}
+    assert all("SERVFAIL" in e["message"] for e in result["errors"])
+
+
+def test_table_output_and_invalid_names(knot):
+    done = scan("--nameserver", knot.address, "--data-dir", str(IP_RANGES), "--format", "table", "gemeente-a.nl", "not_a..domain", "ziekenhuis-g.nl")
+    assert done.returncode == 0
+    out = done.stdout
+    assert "gemeente-a.nl  (1 dependencies, 1 foreign)" in out
+    assert "email     microsoft   US     yes      confirmed" in out or "email     microsoft  US     yes      confirmed" in out
+    assert "proofpoint" in out and "MX 10 mx0a-001.pphosted.com" in out
+    assert "! input: invalid domain name 'not_a..domain'" in out
+    assert "not_a..domain" in done.stderr
+
+
+def test_usage_errors_exit_non_zero_with_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[agent]\nhome = [\"XX1\"]\n")
+    done = scan("--config", str(bad), "example.nl")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "bad.toml:2: agent.home" in done.stderr
+    assert scan().returncode == 2
+    assert scan("--nameserver", "dns.example", "x.nl").returncode == 2
