@@ -114,7 +114,8 @@ def make_plugin_manager(plugins: Iterable[ModuleType | object] = (), *, autoload
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{exc.plugin_name}' implements a hook dijkwacht does not know: {exc}") from None
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f"plugin '{name}' implements a hook dijkwacht does not know: {exc}") from None
     return host
 
 
