@@ -132,7 +132,7 @@ class AgentSettings:
     data_dir: str = ""
     dns_timeout: float = 2.0
     dns_tries: int = 2
-    max_inflight: int = 512
+    max_inflight: int = 200
     concurrency: int = 512
     detector_timeout: float = 30.0
     http_probe: bool = False

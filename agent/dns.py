@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any
 
 import aiodns
 import pycares
+
+from .budget import Budget
 
 DATA = "data"
 NXDOMAIN = "nxdomain"
@@ -71,6 +74,27 @@ class Answer:
         return f"{self.qtype} {self.name}: {self.status.upper()}{detail}"
 
 
+class _LoopResolver(aiodns.DNSResolver):
+    """aiodns driven from the event loop's own selector, without c-ares' event thread.
+
+    aiodns runs c-ares in a thread by default and hands every answer back through
+    call_soon_threadsafe; with tens of thousands of queries the two threads then queue on
+    c-ares' channel lock and the GIL (measured: about 10,000 queries/s). Driving the sockets
+    from the loop -- aiodns' own sock_state_cb mode -- does the same work in one thread at
+    about 19,000 queries/s.
+    """
+
+    def _make_channel(self, **kwargs: Any) -> tuple[bool, pycares.Channel]:
+        this = weakref.ref(self)
+
+        def sock_state(fd: int, readable: bool, writable: bool) -> None:
+            resolver = this()
+            if resolver is not None:
+                resolver._sock_state_cb(fd, readable, writable)
+
+        return False, pycares.Channel(sock_state_cb=sock_state, timeout=self._timeout, **kwargs)
+
+
 # One raw response: status and the answer section as (owner, type, value) triples.
 _Raw = tuple[str, tuple[tuple[str, str, Any], ...], str, float]
 
@@ -106,7 +130,7 @@ class DNSEngine:
         *,
         timeout: float = 2.0,
         tries: int = 2,
-        max_inflight: int = 512,
+        max_inflight: int = 200,
         cache_size: int = 100_000,
         failure_ttl: float = 30.0,
         negative_ttl: float = 60.0,
@@ -114,10 +138,8 @@ class DNSEngine:
         stats: Counter[str] | None = None,
     ) -> None:
         flags = pycares.ARES_FLAG_NOSEARCH | pycares.ARES_FLAG_EDNS
-        self._resolver = aiodns.DNSResolver(
-            nameservers=list(nameservers) or None, timeout=timeout, tries=tries, flags=flags
-        )
-        self._budget = asyncio.Semaphore(max_inflight)
+        self._resolver = _LoopResolver(nameservers=list(nameservers) or None, timeout=timeout, tries=tries, flags=flags)
+        self._budget = Budget(max_inflight)
         self._cache: dict[tuple[str, str], tuple[float, _Raw]] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[_Raw]] = {}
         self._cache_size = cache_size

@@ -9,15 +9,15 @@ from typing import TextIO
 from .scanner import TargetResult
 
 
-async def write_json(results: AsyncIterator[TargetResult], out: TextIO) -> list[TargetResult]:
-    """Stream ONE JSON array, one object per target, in input order."""
+async def write_json(results: AsyncIterator[TargetResult], out: TextIO) -> int:
+    """Stream ONE JSON array, one object per target, in input order; return the count."""
     out.write("[")
-    done = []
+    count = 0
     async for result in results:
-        out.write(("\n" if not done else ",\n") + json.dumps(result.to_json(), ensure_ascii=False))
-        done.append(result)
-    out.write("\n]\n" if done else "]\n")
-    return done
+        out.write(("\n" if not count else ",\n") + json.dumps(result.to_json(), ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
 
 
 def _evidence(evidence: Iterable[str]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from .budget import Budget
 from .catalog import Catalog
 from .detector import Detector, DetectorContext, Finding, TargetResolver, stronger
 from .dns import DNSEngine
@@ -187,7 +188,7 @@ class Scanner:
         Tasks are created a window ahead of the one being awaited, so one slow target delays
         only its own place in the output, not the scanning of the others.
         """
-        budget = asyncio.Semaphore(concurrency)
+        budget = Budget(concurrency)
 
         async def bounded(target: Target) -> TargetResult:
             async with budget:

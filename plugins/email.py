@@ -7,6 +7,11 @@ is a dependency on Leaseweb). A null MX ("0 .") means the domain takes no mail.
 Outbound and tenancy: SPF includes (walked per RFC 7208), DKIM selector records and the
 autodiscover CNAME. Verification TXT tokens (MS=..., google-site-verification=...) are only
 added as corroborating evidence, never a dependency by themselves.
+
+The tenant records (DKIM selectors, autodiscover) are asked only when MX and SPF leave the
+picture open -- an MX host known only by its address, a mail gateway (catalog: mail_gateway),
+SPF naming other providers than MX. When every MX host is a known provider and SPF names exactly the same providers, they
+could only add evidence, and across thousands of targets they would be half of all queries.
 """
 
 from __future__ import annotations
@@ -33,37 +38,46 @@ class EmailDetector(Detector):
         "cname_selectors": ["selector1"],
         # Extra selectors to look for besides the catalog's provider-specific ones.
         "extra_selectors": [],
+        # Ask for DKIM selectors and autodiscover even when MX and SPF already agree.
+        "always_check_tenant": False,
     }
 
     async def detect(self, target: Target, ctx: DetectorContext) -> list[Finding]:
         domain = target.domain
-        findings: list[Finding] = []
-        findings += await self._mx(domain, ctx)
-        findings += await self._spf(domain, ctx)
-        findings += await self._dkim(domain, ctx)
-        autodiscover = await ctx.dns.resolve(f"autodiscover.{domain}", "CNAME")
-        if autodiscover.status == DATA:
-            cname = autodiscover.records[0]
-            findings += [Finding.from_fact(f, f"CNAME autodiscover.{domain} -> {cname}") for f in ctx.catalog.match_host("cname", cname, CATEGORY)]
+        inbound, by_name = await self._mx(domain, ctx)
+        outbound = await self._spf(domain, ctx)
+        findings = inbound + outbound
+        providers = {f.provider for f in inbound}
+        gateway = any(ctx.catalog.providers[p].mail_gateway for p in providers if p in ctx.catalog.providers)
+        settled = by_name and not gateway and providers == {f.provider for f in outbound}
+        if self.options["always_check_tenant"] or not settled:
+            findings += await self._dkim(domain, ctx)
+            autodiscover = await ctx.dns.resolve(f"autodiscover.{domain}", "CNAME")
+            if autodiscover.status == DATA:
+                cname = autodiscover.records[0]
+                findings += [Finding.from_fact(f, f"CNAME autodiscover.{domain} -> {cname}") for f in ctx.catalog.match_host("cname", cname, CATEGORY)]
         return self._corroborate(findings, await ctx.dns.resolve(domain, "TXT"), ctx)
 
-    async def _mx(self, domain: str, ctx: DetectorContext) -> list[Finding]:
+    async def _mx(self, domain: str, ctx: DetectorContext) -> tuple[list[Finding], bool]:
+        """Inbound findings, and whether every MX host was recognised by its name."""
         answer = await ctx.dns.resolve(domain, "MX")
         if answer.status != DATA:
-            return []
+            return [], False
         hosts = sorted(answer.records)
         if any(host in ("", ".") for _, host in hosts):  # RFC 7505 null MX: no mail at all
-            return []
+            return [], False
         found: list[Finding] = []
+        by_name = True
         for priority, host in hosts:
             evidence = f"MX {priority} {host}"
             facts = ctx.catalog.match_host("mx", host, CATEGORY)
             if facts:
                 found += [Finding.from_fact(f, evidence) for f in facts]
                 continue
+            by_name = False
             addresses, _ = await ctx.dns.addresses(host)
             found += address_findings(ctx, CATEGORY, evidence, addresses, role="hosting")
-        return found
+        return found, by_name
 
     async def _spf(self, domain: str, ctx: DetectorContext) -> list[Finding]:
         catalog = ctx.catalog
@@ -98,7 +112,8 @@ class EmailDetector(Detector):
                 selectors[selector] = facts
                 covered |= owners
         for extra in self.options["extra_selectors"]:
-            selectors.setdefault(extra, [])
+            # a selector the catalog knows keeps its provider (hse2 when only hse1 was queried)
+            selectors.setdefault(extra, ctx.catalog.dkim_selectors.get(extra, []))
         for selector, facts in selectors.items():
             answer = await ctx.dns.resolve(f"{selector}._domainkey.{domain}", "TXT")
             if answer.status != DATA:

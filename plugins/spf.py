@@ -25,7 +25,8 @@ class SpfWalk:
     networks: list[tuple[str, str]] = field(default_factory=list)  # (address or CIDR, term)
     lookups: int = 0
     permerror: str = ""
-    seen: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)  # every domain whose record was walked
+    path: list[str] = field(default_factory=list)  # the include/redirect chain being walked now
 
 
 def spf_records(texts: tuple[str, ...] | list[str]) -> list[str]:
@@ -37,10 +38,21 @@ async def walk_spf(ctx: DetectorContext, domain: str, known: Callable[[str], boo
     """Walk the SPF policy of `domain`. `known(d)` tells whether an include is a recognised
     provider (then it is recorded but not descended into)."""
     walk = walk or SpfWalk()
-    if domain in walk.seen:
+    # A loop is a domain that includes itself, directly or not. A domain reached twice by
+    # different includes (a diamond, or the same include written twice) is no loop: receivers
+    # evaluate it again, and its lookups count again.
+    if domain in walk.path:
         walk.permerror = walk.permerror or f"SPF loop at {domain}"
         return walk
     walk.seen.add(domain)
+    walk.path.append(domain)
+    try:
+        return await _walk_record(ctx, domain, known, walk, depth)
+    finally:
+        walk.path.pop()
+
+
+async def _walk_record(ctx: DetectorContext, domain: str, known: Callable[[str], bool], walk: SpfWalk, depth: int) -> SpfWalk:
     answer = await ctx.dns.resolve(domain, "TXT")
     if answer.status != DATA:
         return walk
@@ -57,22 +69,31 @@ async def walk_spf(ctx: DetectorContext, domain: str, known: Callable[[str], boo
         body = term.lstrip("+-~?")
         name, sep, value = body.partition(":") if ":" in body.split("=")[0] else body.partition("=")
         name = name.lower().split("/")[0]
-        if name in _COUNTED:
-            walk.lookups += 1
-            if walk.lookups > LOOKUP_LIMIT:
-                walk.permerror = walk.permerror or "more than 10 DNS-querying SPF terms"
+        if name in _COUNTED and name != "redirect":  # a redirect counts when it applies, below
+            if not _count(walk):
                 return walk
         if name in ("ip4", "ip6") and qualifier != "-":
             walk.networks.append((value, f"{name}:{value}"))
         elif name == "include" and qualifier != "-" and value and "%" not in value:
             await _follow(ctx, value.lower().rstrip("."), f"include:{value}", known, walk, depth)
-        elif name == "redirect" and sep == "=" and value and "%" not in value:
+        elif name == "redirect" and sep == "=" and value:
             redirect = value.lower().rstrip(".")
         if walk.permerror:
             return walk
-    if redirect and not has_all:  # RFC 7208 6.1: redirect applies only without an "all"
+    # RFC 7208 6.1: a redirect applies only without an "all", and only after every mechanism,
+    # wherever it is written; only then is it looked up and counted.
+    if redirect and not has_all and _count(walk) and "%" not in redirect:
         await _follow(ctx, redirect, f"redirect={redirect}", known, walk, depth)
     return walk
+
+
+def _count(walk: SpfWalk) -> bool:
+    """Count one DNS-querying term; False (and a permerror) past the limit."""
+    walk.lookups += 1
+    if walk.lookups > LOOKUP_LIMIT:
+        walk.permerror = walk.permerror or "more than 10 DNS-querying SPF terms"
+        return False
+    return True
 
 
 async def _follow(ctx: DetectorContext, target: str, term: str, known: Callable[[str], bool], walk: SpfWalk, depth: int) -> None:

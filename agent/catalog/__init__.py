@@ -72,6 +72,7 @@ class Provider:
     jurisdiction: str
     source: str
     ip_role: str = "hosting"
+    mail_gateway: bool = False  # a filtering service in front of someone's mailbox provider
     note: str = ""
     facts: tuple[Fact, ...] = ()
     ownership: tuple[Ownership, ...] = ()
@@ -178,7 +179,7 @@ class _Raw:
     origin: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-_PROVIDER_KEYS = {"name", "operator", "parent", "jurisdiction", "source", "ip_role", "note", "facts", "ownership"}
+_PROVIDER_KEYS = {"name", "operator", "parent", "jurisdiction", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
 _FACT_KEYS = {"kind", "category", "value", "service", "confidence", "source"}
 _OWNERSHIP_KEYS = {"parent", "jurisdiction", "status", "effective", "source", "note"}
 
@@ -242,8 +243,8 @@ def _build(pid: str, raw: _Raw) -> Provider:
             raise _error(path, text, table, "", f"provider '{pid}' lacks required key '{key}'")
     for key, value in raw.data.items():
         path, text = raw.origin[key]
-        if not isinstance(value, str):
-            raise _error(path, text, table, key, "must be a string")
+        if not isinstance(value, bool if key == "mail_gateway" else str):
+            raise _error(path, text, table, key, "must be true or false" if key == "mail_gateway" else "must be a string")
     path, text = raw.origin["jurisdiction"]
     jurisdiction = raw.data["jurisdiction"]
     if jurisdiction and not _ISO.match(jurisdiction):
@@ -312,6 +313,7 @@ def _build(pid: str, raw: _Raw) -> Provider:
         jurisdiction=jurisdiction,
         source=data["source"],
         ip_role=ip_role,
+        mail_gateway=data.get("mail_gateway", False),
         note=data.get("note", ""),
         facts=tuple(facts),
         ownership=tuple(ownership),

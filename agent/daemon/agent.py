@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 from prometheus_client import CollectorRegistry, Histogram
 
+from ..budget import Budget
 from ..config import Config
 from ..errors import DijkwachtError
 from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
@@ -41,7 +42,7 @@ class Daemon:
         self.state: StateStore | None = None
         self.targets: dict = {}
         self.ready = False
-        self._budget: asyncio.Semaphore | None = None
+        self._budget: Budget | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -102,7 +103,7 @@ class Daemon:
         self.config, self.data = config, data
         self.state.confirmations = config.daemon.confirmations
         if self._budget is None:
-            self._budget = asyncio.Semaphore(config.agent.concurrency)
+            self._budget = Budget(config.agent.concurrency)
         # Parent changes first: no scan with the new catalog may absorb one silently.
         for change in self.state.apply_ownership(data.catalog, home, now=now):
             self._changed(change)

@@ -1,0 +1,157 @@
+"""The provider catalog: schema validation with locations, dated ownership, matchers, coverage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from dijkwacht.catalog import EEA, EU, HostMatcher, Fact, expand_home, load_catalog
+from dijkwacht.errors import ConfigError
+
+from .conftest import IP_RANGES
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+def test_every_range_file_provider_is_in_the_catalog(catalog):
+    ids = {p.stem for p in IP_RANGES.glob("*.txt")}
+    assert ids and ids <= set(catalog.providers)
+
+
+def test_every_fact_and_ownership_record_has_a_public_source(catalog):
+    for provider in catalog.providers.values():
+        assert provider.source.startswith("https://"), provider.id
+        assert re.fullmatch(r"[A-Z]{2}", provider.jurisdiction), provider.id
+        for fact in provider.facts:
+            assert fact.source.startswith(("https://", "http://")), (provider.id, fact)
+        for record in provider.ownership:
+            assert record.source.startswith("https://"), (provider.id, record)
+
+
+def test_dated_ownership(catalog):
+    zivver = catalog.providers["zivver"]
+    assert zivver.jurisdiction == "NL"
+    assert zivver.owner_on(dt.date(2025, 1, 1)).jurisdiction == "NL"
+    now = zivver.owner_on(dt.date(2026, 1, 1))
+    assert now.jurisdiction == "US" and "Kiteworks" in now.parent and now.since is not None
+    solvinity = catalog.providers["solvinity"]
+    assert {r.status for r in solvinity.ownership} >= {"announced", "prohibited"}
+    assert solvinity.owner_on(dt.date(2026, 11, 25)).jurisdiction == "NL"  # the Kyndryl deal was blocked
+    assert catalog.owner("hornetsecurity", dt.date(2026, 6, 1)).jurisdiction == "US"
+
+
+def test_home_expansion():
+    assert expand_home(["EU"]) == EU and len(EU) == 27
+    assert expand_home(["eea"]) == EEA and {"NO", "IS", "LI"} <= EEA
+    assert expand_home(["NL", "ch"]) == {"NL", "CH"}
+    with pytest.raises(ValueError):
+        expand_home(["Europe"])
+
+
+def test_host_matching_is_on_label_boundaries():
+    facts = [
+        Fact("a", "mx", "email", "outlook.com", "s"),
+        Fact("b", "mx", "email", "inbound-smtp.*.amazonaws.com", "s"),
+        Fact("c", "ns", "dns", r"re:^ns-\d+\.awsdns-\d+\.(com|net)$", "s"),
+    ]
+    matcher = HostMatcher(facts)
+    assert [f.provider for f in matcher.match("x.mail.protection.OUTLOOK.com.")] == ["a"]
+    assert matcher.match("outlook.com")[0].provider == "a"
+    assert matcher.match("myoutlook.com") == []
+    assert [f.provider for f in matcher.match("inbound-smtp.eu-west-1.amazonaws.com")] == ["b"]
+    assert matcher.match("inbound-smtp.a.b.amazonaws.com") == []
+    assert [f.provider for f in matcher.match("ns-12.awsdns-34.net")] == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "category", "provider"),
+    [
+        ("mx", "example-nl.mail.protection.outlook.com", "email", "microsoft"),
+        ("mx", "example-nl.r-v1.mx.microsoft", "email", "microsoft"),
+        ("mx", "aspmx.l.google.com", "email", "google"),
+        ("mx", "mx0a-001234.pphosted.com", "email", "proofpoint"),
+        ("mx", "mx1.hc123-45.iphmx.com", "email", "cisco"),
+        ("spf", "spf.protection.outlook.com", "email", "microsoft"),
+        ("cname", "autodiscover.outlook.com", "email", "microsoft"),
+        ("cname", "webdir.online.lync.com", "video", "microsoft"),
+        ("cname", "x.cdn.cloudflare.net", "cdn", "cloudflare"),
+        ("cname", "e1.a.akamaiedge.net", "cdn", "akamai"),
+        ("cname", "d1.cloudfront.net", "cdn", "amazon"),
+        ("cname", "app.azurewebsites.net", "hosting", "microsoft"),
+        ("ns", "ns-1.awsdns-01.org", "dns", "amazon"),
+        ("ns", "ns1-01.azure-dns.com", "dns", "microsoft"),
+        ("ns", "ada.ns.cloudflare.com", "dns", "cloudflare"),
+        ("ptr", "static.1.2.3.4.clients.your-server.de", "hosting", "hetzner"),
+    ],
+)
+def test_well_known_fingerprints(catalog, kind, name, category, provider):
+    assert provider in {f.provider for f in catalog.match_host(kind, name, category)}
+
+
+def test_txt_and_header_fingerprints(catalog):
+    assert {f.provider for f in catalog.match_txt("ZOOM_verify_abc", "video")} == {"zoom"}
+    assert {f.provider for f in catalog.match_txt("MS=ms1234", "verification")} == {"microsoft"}
+    assert catalog.match_txt("MS=ms1234", "email") == []  # a token is never a mail provider
+    found = {f.provider for f, _ in catalog.match_headers({"CF-RAY": "8a1b-AMS", "Server": "cloudflare"})}
+    assert found == {"cloudflare"}
+
+
+def write(tmp_path, text):
+    path = tmp_path / "extra.toml"
+    path.write_text(text)
+    return path
+
+
+def test_user_file_extends_and_overrides(tmp_path):
+    path = write(tmp_path, """
+[providers.transip]
+jurisdiction = "GB"
+parent = "Hg"
+[[providers.transip.facts]]
+kind = "mx"
+category = "email"
+value = "mail.transip-custom.example"
+source = "https://intranet.example/transip"
+
+[providers.gemeente-it]
+name = "Gemeentelijke ICT"
+jurisdiction = "NL"
+source = "https://intranet.example"
+""")
+    catalog = load_catalog([path])
+    assert catalog.providers["transip"].jurisdiction == "GB"
+    assert catalog.providers["transip"].name  # kept from the built-in file
+    assert catalog.match_host("mx", "mail.transip-custom.example", "email")[0].provider == "transip"
+    assert catalog.providers["gemeente-it"].jurisdiction == "NL"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[providers.Bad_Id]\nname = "x"\n', "line 1: providers.Bad_Id: provider id must be a lowercase slug"),
+        ('[providers.x]\nname = "x"\njurisdiction = "USA"\nsource = "https://x"\n', "line 3: providers.x.jurisdiction: 'USA' is not an ISO"),
+        ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\ncolour = "red"\n', "line 5: providers.x.colour: unknown key"),
+        ('[providers.x]\nname = "x"\nsource = "https://x"\n', "lacks required key 'jurisdiction'"),
+        ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.facts]]\nkind = "smtp"\ncategory = "email"\nvalue = "a"\nsource = "s"\n', "line 6: providers.x.facts.kind: 'smtp' is not one of"),
+        ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.facts]]\nkind = "mx"\ncategory = "email"\nvalue = "a"\n', "providers.x.facts.source: is required"),
+        ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.facts]]\nkind = "txt"\ncategory = "video"\nvalue = "^(unclosed"\nsource = "s"\n', "line 8: providers.x.facts.value: invalid regular expression"),
+        ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.ownership]]\nparent = "P"\njurisdiction = "US"\nstatus = "rumoured"\neffective = 2025-01-01\nsource = "s"\n', "line 8: providers.x.ownership.status: must be one of"),
+        ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.ownership]]\nparent = "P"\njurisdiction = "US"\nstatus = "completed"\neffective = "soon"\nsource = "s"\n', "line 9: providers.x.ownership.effective: must be a TOML date"),
+        ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\nmail_gateway = "yes"\n', "line 5: providers.x.mail_gateway: must be true or false"),
+        ("[providers.x\n", "invalid TOML"),
+    ],
+)
+def test_bad_catalog_files_name_file_line_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_catalog([path])
+    expected = message
+    line = re.match(r"line (\d+): (.*)", message)
+    if line:
+        expected = f"{path}:{line.group(1)}: {line.group(2)}"
+    assert expected in str(info.value)
