@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,9 @@ from .errors import DijkwachtError
 from .output import render_table, write_json
 from .pluginhost import make_plugin_manager
 from .runtime import build_runtime, load_config_with_plugins, load_data
+from .scanner import ScanError, TargetResult
 from .targets import InvalidTarget, Target, normalise_domain, read_targets_file, unique
+from .workers import ScanStats, Workers, auto_workers
 
 log = structlog.get_logger()
 
@@ -64,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--detector", action="append", metavar="NAME", help="run only this detector (repeatable; see 'dijkwacht plugins')")
     scan.add_argument("--concurrency", type=_positive_int, metavar="N", help="targets scanned at once (default 512)")
     scan.add_argument("--timeout", type=float, metavar="SECONDS", help="DNS timeout per try (default 2)")
+    scan.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes to shard the targets over (default: 1 below 2,000 targets, else one per CPU core up to 4)")
+    scan.add_argument("--max-inflight", type=_positive_int, metavar="N", help="DNS queries in flight at once, per worker (default 200)")
+    scan.add_argument("--stats", action="store_true", help="print timing and DNS query counts to stderr at the end")
     scan.add_argument("--demo", action="store_true", help="scan built-in example domains served by an embedded DNS server on 127.0.0.1 (works offline)")
 
     plugins = sub.add_parser("plugins", help="list loaded plugins and their detectors")
@@ -96,6 +102,8 @@ def _scan_settings(args: argparse.Namespace, config: Config) -> AgentSettings:
         changes["concurrency"] = args.concurrency
     if args.timeout:
         changes["dns_timeout"] = args.timeout
+    if args.max_inflight:
+        changes["max_inflight"] = args.max_inflight
     settings = replace(agent, **changes)
     try:
         settings.home_codes
@@ -133,19 +141,16 @@ def _targets(args: argparse.Namespace, config: Config) -> list[Target | str]:
     return out
 
 
-async def _scan(args: argparse.Namespace) -> int:
-    demo = None
+def _scan(args: argparse.Namespace) -> int:
+    """Prepare everything synchronously (workers must fork before any event loop), then scan."""
     if args.config:
         config, data = load_config_with_plugins(args.config)
     else:
-        config = Config()
-        data = None
+        config, data = Config(), None
     if args.demo:
-        from .demo import start_demo
+        from .demo import DEMO_TARGETS_WITH_LABELS
 
-        demo = await start_demo()
-        config = replace(config, targets=(*config.targets, *demo.targets))
-        args.nameserver = [demo.server.address]
+        config = replace(config, targets=(*config.targets, *DEMO_TARGETS_WITH_LABELS))
     settings = _scan_settings(args, config)
     if data is None or settings.data_dir != config.agent.data_dir:
         data = load_data(settings)
@@ -157,32 +162,67 @@ async def _scan(args: argparse.Namespace) -> int:
     unknown = set(args.detector or ()) - {cls.name for cls in data.detector_classes}
     if unknown:
         raise UsageError(f"--detector: no detector named {', '.join(sorted(unknown))}")
-    runtime = build_runtime(settings, data, config.detectors, only=args.detector or ())
+    valid = [t for t in items if isinstance(t, Target)]
+    workers = 1 if args.demo else (args.workers or auto_workers(len(valid)))
+    only = tuple(args.detector or ())
+    pool = Workers(settings, data, config.detectors, only, valid, workers) if workers > 1 else None
+    started = time.perf_counter()
     try:
-        results = _results(runtime, items, settings.concurrency)
+        stats = asyncio.run(_run_scan(args, settings, data, config, only, items, pool))
+    finally:
+        if pool is not None:
+            pool.close()
+    if args.stats:
+        total = sum(stats.queries.values())
+        seconds = time.perf_counter() - started
+        print(
+            f"dijkwacht: {len(valid)} targets in {seconds:.2f} s with {workers} worker(s); {total} queries "
+            f"({total / seconds:.0f}/s; {', '.join(f'{k} {v}' for k, v in sorted(stats.queries.items()))}); {stats.cache_hits} answered from cache",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _run_scan(args, settings: AgentSettings, data, config: Config, only, items, pool: Workers | None) -> ScanStats:
+    demo = None
+    runtime = None
+    if args.demo:
+        from .demo import start_demo_server
+
+        demo = await start_demo_server()
+        settings = replace(settings, nameservers=(demo.address,))
+    if pool is not None:
+        stream = pool.results()
+    else:
+        runtime = build_runtime(settings, data, config.detectors, only=only)
+        stream = runtime.scanner.scan_all([t for t in items if isinstance(t, Target)], settings.concurrency)
+    try:
+        results = _in_place(stream, items)
         if args.format == "json":
             await write_json(results, sys.stdout)
         else:
             collected = [r async for r in results]
             sys.stdout.write(render_table(collected, ip_data=not data.ranges.empty))
     finally:
-        await runtime.close()
+        if runtime is not None:
+            await runtime.close()
         if demo is not None:
-            await demo.server.stop()
-    return 0
+            await demo.stop()
+    if pool is not None:
+        return pool.stats
+    assert runtime is not None
+    return ScanStats(runtime.engine.queries, runtime.engine.cache_hits)
 
 
-async def _results(runtime, items: Sequence[Target | str], concurrency: int) -> AsyncIterator:
-    """Scan the valid targets; emit invalid names as results carrying an input error, in place."""
-    from .scanner import ScanError, TargetResult
-
-    valid = [t for t in items if isinstance(t, Target)]
-    stream = runtime.scanner.scan_all(valid, concurrency)
+async def _in_place(stream: AsyncIterator[TargetResult], items: Sequence[Target | str]) -> AsyncIterator[TargetResult]:
+    """Scan results in input order, with invalid names as results carrying an input error."""
     for item in items:
         if isinstance(item, str):
             yield TargetResult(Target(item), errors=[ScanError("input", f"invalid domain name '{item}'")])
         else:
             yield await stream.__anext__()
+    async for _ in stream:  # let the stream finish (workers send their statistics last)
+        pass
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -240,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level or default_level)
     try:
         if args.command == "scan":
-            return asyncio.run(_scan(args))
+            return _scan(args)
         if args.command == "plugins":
             return _plugins(args)
         if args.command == "catalog":

@@ -7,8 +7,6 @@ for (or leak queries about) real organisations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .targets import Target
 from .testing import FakeDNSServer
 
@@ -45,12 +43,8 @@ DEMO_FAILURES = {("ministerie.example", "MX"): "servfail"}
 DEMO_TARGETS = ("gemeente.example", "ziekenhuis.example", "universiteit.example", "waterschap.example", "ministerie.example")
 
 
-@dataclass
-class Demo:
-    server: FakeDNSServer
-    targets: tuple[Target, ...]
+DEMO_TARGETS_WITH_LABELS = tuple(Target(d, {"sector": "demo"}) for d in DEMO_TARGETS)
 
 
-async def start_demo() -> Demo:
-    server = await FakeDNSServer(DEMO_ZONE, failures=DEMO_FAILURES).start()
-    return Demo(server, tuple(Target(d, {"sector": "demo"}) for d in DEMO_TARGETS))
+async def start_demo_server() -> FakeDNSServer:
+    return await FakeDNSServer(DEMO_ZONE, failures=DEMO_FAILURES).start()

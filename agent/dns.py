@@ -41,7 +41,8 @@ _ERRNO = {
     aiodns.error.ARES_EREFUSED: REFUSED,
     aiodns.error.ARES_ETIMEOUT: TIMEOUT,
 }
-_TYPE_NAMES = {getattr(pycares, f"QUERY_TYPE_{t}"): t for t in QTYPES}
+_QTYPES = {t: getattr(pycares, f"QUERY_TYPE_{t}") for t in QTYPES}
+_TYPE_NAMES = {v: k for k, v in _QTYPES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +136,20 @@ class DNSEngine:
         failure_ttl: float = 30.0,
         negative_ttl: float = 60.0,
         max_ttl: float = 300.0,
+        rotate_every: int = 10_000,
         stats: Counter[str] | None = None,
     ) -> None:
         flags = pycares.ARES_FLAG_NOSEARCH | pycares.ARES_FLAG_EDNS
-        self._resolver = _LoopResolver(nameservers=list(nameservers) or None, timeout=timeout, tries=tries, flags=flags)
+        self._new_resolver = lambda: _LoopResolver(nameservers=list(nameservers) or None, timeout=timeout, tries=tries, flags=flags)
+        self._resolver = self._new_resolver()
+        # c-ares keeps every answer in its own cache for the record's TTL (about 2 KB each;
+        # pycares offers no switch), which at 300,000 queries is most of the process' memory.
+        # A fresh channel every `rotate_every` queries bounds it; a retired channel is closed
+        # once its last query has been answered.
+        self._rotate_every = rotate_every
+        self._sent = 0
+        self._pending: dict[_LoopResolver, int] = {self._resolver: 0}
+        self._closing: set[asyncio.Task[None]] = set()
         self._budget = Budget(max_inflight)
         self._cache: dict[tuple[str, str], tuple[float, _Raw]] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[_Raw]] = {}
@@ -153,21 +164,60 @@ class DNSEngine:
         self.cache_hits = 0
 
     async def close(self) -> None:
-        await self._resolver.close()
+        for resolver in list(self._pending):
+            await resolver.close()
+        self._pending.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing)
 
     async def _send(self, name: str, qtype: str) -> _Raw:
         async with self._budget:
+            future: asyncio.Future[_Raw] = asyncio.get_running_loop().create_future()
+            resolver = self._resolver
+            self._pending[resolver] += 1
             try:
-                result = await self._resolver.query_dns(name, qtype)
-            except aiodns.error.DNSError as exc:
-                code = exc.args[0] if exc.args else -1
-                status = _ERRNO.get(code, ERROR)
-                self.queries[status] += 1
-                ttl = self._failure_ttl if status in FAILED else self._negative_ttl
-                return status, (), "" if status != ERROR else str(exc.args[1] if len(exc.args) > 1 else exc), ttl
-            except ValueError as exc:  # a name c-ares refuses to encode
-                self.queries[ERROR] += 1
-                return ERROR, (), str(exc), self._failure_ttl
+                # The channel directly, not aiodns' query_dns(): this runs for every query,
+                # and aiodns' wrapping (a second future, partials, a context manager) and its
+                # result conversion are work we would then undo.
+                resolver._channel.query(name, _QTYPES[qtype], callback=lambda result, errno: self._answered(future, result, errno, resolver))
+            except (pycares.AresError, ValueError, TypeError, UnicodeError) as exc:  # a name c-ares refuses
+                if not future.done():  # (c-ares may have answered through the callback already)
+                    self._pending[resolver] -= 1
+                    self.queries[ERROR] += 1
+                    return ERROR, (), str(exc), self._failure_ttl
+            self._sent += 1
+            if self._sent >= self._rotate_every:
+                self._rotate()
+            return await future
+
+    def _rotate(self) -> None:
+        old, self._resolver = self._resolver, self._new_resolver()
+        self._pending[self._resolver] = 0
+        self._sent = 0
+        if not self._pending[old]:
+            self._retire(old)
+
+    def _retire(self, resolver: _LoopResolver) -> None:
+        del self._pending[resolver]
+        # Not from inside the channel's own callback: on the next loop iteration.
+        task = asyncio.get_running_loop().create_task(resolver.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _answered(self, future: asyncio.Future[_Raw], result: Any, errno: int | None, resolver: _LoopResolver) -> None:
+        left = self._pending.get(resolver)
+        if left is not None:
+            self._pending[resolver] = left - 1
+            if left == 1 and resolver is not self._resolver:
+                self._retire(resolver)
+        if future.done():
+            return
+        if errno is not None:
+            status = _ERRNO.get(errno, ERROR)
+            self.queries[status] += 1
+            ttl = self._failure_ttl if status in FAILED else self._negative_ttl
+            future.set_result((status, (), "" if status != ERROR else pycares.errno.strerror(errno), ttl))
+            return
         self.queries[DATA] += 1
         rrs = []
         ttl = self._max_ttl
@@ -176,7 +226,7 @@ class DNSEngine:
             if rtype:
                 rrs.append((rr.name.lower().rstrip("."), rtype, _value(rtype, rr.data)))
                 ttl = min(ttl, rr.ttl)
-        return DATA, tuple(rrs), "", float(ttl)
+        future.set_result((DATA, tuple(rrs), "", float(ttl)))
 
     async def raw(self, name: str, qtype: str, cache: dict[tuple[str, str], _Raw] | None = None) -> _Raw:
         """One query, answered from `cache` (a caller's private dict) or the shared cache.

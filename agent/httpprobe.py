@@ -101,4 +101,5 @@ class HttpProbe:
                     url = str(following)
             return ProbeResult(url, 0, {}, "too many redirects")
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
-            return ProbeResult(url, 0, {}, f"{type(exc).__name__}: {exc}".strip())
+            detail = str(exc)
+            return ProbeResult(url, 0, {}, f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)

@@ -142,7 +142,8 @@ class Scanner:
         problems: list[str] = []
         findings: list[Finding] = []
         try:
-            findings = list(await asyncio.wait_for(detector.detect(target, ctx), self.detector_timeout))
+            async with asyncio.timeout(self.detector_timeout):  # no extra task, unlike wait_for
+                findings = list(await detector.detect(target, ctx))
         except TimeoutError:
             problems.append(f"timed out after {self.detector_timeout:g}s")
         except Exception as exc:  # a broken detector must never take the scan down

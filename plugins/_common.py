@@ -27,11 +27,13 @@ def address_findings(ctx: DetectorContext, category: str, label: str, addresses:
 
 
 def host_names(domain: str, extra: Iterable[str]) -> list[str]:
-    """The apex, www and configured extra names (relative names are taken under the domain)."""
+    """The apex, www and configured extra names: "portal" means portal.<domain>; a name with
+    a trailing dot ("cdn.example.com.") or already under the domain is taken as written."""
     names = [domain, f"www.{domain}"]
-    for name in extra:
-        name = name.lower().rstrip(".")
-        full = name if name == domain or name.endswith("." + domain) else f"{name}.{domain}"
+    for raw in extra:
+        name = raw.lower().rstrip(".")
+        absolute = raw.endswith(".") or name == domain or name.endswith("." + domain)
+        full = name if absolute else f"{name}.{domain}"
         if full not in names:
             names.append(full)
     return names

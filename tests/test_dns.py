@@ -135,3 +135,21 @@ async def test_concurrency_budget_bounds_queries_in_flight(dns_server):
         assert len(server.asked) == 20
     finally:
         await engine.close()
+
+
+async def test_channel_rotation_bounds_the_library_cache_without_losing_answers(dns_server):
+    zone = "".join(f"n{i}.example.nl A 192.0.2.{i % 250}\n" for i in range(60))
+    server = await dns_server(zone)
+    engine = DNSEngine([server.address], timeout=0.5, tries=1, rotate_every=7)
+    try:
+        answers = await asyncio.gather(*(engine.resolve(f"n{i}.example.nl", "A") for i in range(60)))
+        assert [a.records for a in answers] == [(f"192.0.2.{i % 250}",) for i in range(60)]
+        await asyncio.sleep(0.05)
+        assert len(engine._pending) == 1  # retired channels were closed once idle
+    finally:
+        await engine.close()
+
+
+async def test_names_the_library_refuses_are_errors(engine):
+    answer = await engine.resolve("a" * 70 + ".example.nl", "A")
+    assert answer.status == ERROR and answer.failed

@@ -1,0 +1,55 @@
+"""Meta-tests: every hook is documented and tested, every built-in detector has its own test
+module and documented settings, every CLI command is documented."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from dijkwacht import hookspecs
+from dijkwacht.cli import build_parser
+from dijkwacht.pluginhost import make_plugin_manager
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS_DOC = (ROOT / "docs" / "plugins.md").read_text()
+CONFIG_DOC = (ROOT / "docs" / "configuration.md").read_text()
+HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("dijkwacht_")]
+TESTS = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_meta.py")
+
+
+def test_there_are_hooks():
+    assert HOOKS == ["dijkwacht_catalog_files", "dijkwacht_detectors"]
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_hook_has_docstring_docs_and_tests(hook):
+    assert (getattr(hookspecs, hook).__doc__ or "").strip(), f"{hook} has no docstring"
+    assert f"### {hook}" in PLUGINS_DOC, f"{hook} is not documented in docs/plugins.md"
+    assert hook in TESTS, f"no test uses {hook}"
+
+
+BUILTINS = sorted(ep.value.rsplit(".", 1)[1] for ep in entry_points(group="dijkwacht") if ep.dist and ep.dist.name == "dijkwacht")
+
+
+@pytest.mark.parametrize("module", BUILTINS)
+def test_builtin_detector_module_has_its_own_test_module(module):
+    assert (ROOT / "tests" / f"test_plugin_{module}.py").is_file(), f"plugins/{module}.py has no tests/test_plugin_{module}.py"
+
+
+@pytest.mark.parametrize("cls", make_plugin_manager(autoload=False).detector_classes(), ids=lambda c: c.name)
+def test_builtin_detector_settings_are_documented(cls):
+    assert cls.description
+    for key in cls.settings:
+        assert re.search(rf"\| `{cls.name}` \| `{key}` \|", CONFIG_DOC), f"[detectors.{cls.name}] {key} is not in docs/configuration.md"
+
+
+def test_every_command_is_documented():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    docs = (ROOT / "README.md").read_text()
+    for name in commands:
+        assert f"dijkwacht {name}" in docs, f"'dijkwacht {name}' is not mentioned in README.md"
