@@ -216,3 +216,18 @@ def test_bad_web_config(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_web_config(path)
+
+
+async def test_cached_per_target_rendering_is_identical_to_prometheus_client(running):
+    from prometheus_client import generate_latest
+
+    from dijkwacht.daemon.metrics import _Once
+
+    daemon, _, _, _, _ = running
+    await wait_for(lambda: daemon.ready)
+    renderer = daemon.per_target
+    views = list(daemon.snapshot.views.values())
+    expected = generate_latest(_Once(renderer._families(views)))
+    assert renderer.render() == expected
+    assert renderer.render() == expected  # from the cache now
+    assert all(v.rendered is not None for v in views)

@@ -22,8 +22,7 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
     app = web.Application(middlewares=[web_config.middleware()])
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(daemon.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=daemon.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="Healthy\n")
