@@ -231,16 +231,18 @@ class DNSEngine:
     async def raw(self, name: str, qtype: str, cache: dict[tuple[str, str], _Raw] | None = None) -> _Raw:
         """One query, answered from `cache` (a caller's private dict) or the shared cache.
 
-        Concurrent askers of the same name share one query.
+        Concurrent askers of the same name share one query. NXDOMAIN is kept for the name
+        itself (key type ""): a name that does not exist has no records of any type, so the
+        AAAA after an NXDOMAIN A, say, is never sent.
         """
         key = (name, qtype)
         if cache is not None:
-            hit = cache.get(key)
+            hit = cache.get(key) or cache.get((name, ""))
             if hit is not None:
                 self.cache_hits += 1
                 return hit
         else:
-            entry = self._cache.get(key)
+            entry = self._cache.get(key) or self._cache.get((name, ""))
             if entry is not None and entry[0] > time.monotonic():
                 self.cache_hits += 1
                 return entry[1]
@@ -259,6 +261,8 @@ class DNSEngine:
             raise
         finally:
             del self._inflight[key]
+        if raw[0] == NXDOMAIN:
+            key = (name, "")
         if cache is not None:
             cache[key] = raw
         else:

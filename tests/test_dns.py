@@ -153,3 +153,15 @@ async def test_channel_rotation_bounds_the_library_cache_without_losing_answers(
 async def test_names_the_library_refuses_are_errors(engine):
     answer = await engine.resolve("a" * 70 + ".example.nl", "A")
     assert answer.status == ERROR and answer.failed
+
+
+async def test_nxdomain_holds_for_every_type_of_the_name(engine):
+    assert (await engine.resolve("nope.example.nl", "A")).status == NXDOMAIN
+    assert (await engine.resolve("nope.example.nl", "AAAA")).status == NXDOMAIN
+    assert (await engine.resolve("nope.example.nl", "TXT")).status == NXDOMAIN
+    assert engine.server.asked[("nope.example.nl", "A")] == 1
+    assert engine.server.asked[("nope.example.nl", "AAAA")] == 0
+    assert engine.server.asked[("nope.example.nl", "TXT")] == 0
+    # NODATA is per type: the other types are still asked
+    assert (await engine.resolve("example.nl", "A")).status == NODATA
+    assert (await engine.resolve("example.nl", "MX")).status == DATA
