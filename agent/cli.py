@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import sys
 import time
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--http-probe", action="store_true", default=None, help="also read HTTP(S) response headers of the apex/www for CDN fingerprints (opens connections to the targets; off by default)")
     scan.add_argument("--home", action="append", metavar="CODE", help="home jurisdiction: EU, EEA or an ISO alpha-2 code (repeatable; default: the config's, else EU)")
     scan.add_argument("--detector", action="append", metavar="NAME", help="run only this detector (repeatable; see 'dijkwacht plugins')")
-    scan.add_argument("--concurrency", type=_positive_int, metavar="N", help="targets scanned at once (default 512)")
+    scan.add_argument("--concurrency", type=_positive_int, metavar="N", help="targets scanned at once, per worker (default 64)")
     scan.add_argument("--timeout", type=float, metavar="SECONDS", help="DNS timeout per try (default 2)")
     scan.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes to shard the targets over (default: 1 below 2,000 targets, else one per CPU core up to 4)")
     scan.add_argument("--max-inflight", type=_positive_int, metavar="N", help="DNS queries in flight at once, per worker (default 200)")
@@ -163,6 +164,7 @@ def _scan(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--detector: no detector named {', '.join(sorted(unknown))}")
     valid = [t for t in items if isinstance(t, Target)]
+    gc.freeze()  # the catalog, ranges and plugins live for the whole run: keep them out of GC passes
     workers = 1 if args.demo else (args.workers or auto_workers(len(valid)))
     only = tuple(args.detector or ())
     pool = Workers(settings, data, config.detectors, only, valid, workers) if workers > 1 else None

@@ -133,7 +133,7 @@ class AgentSettings:
     dns_timeout: float = 2.0
     dns_tries: int = 2
     max_inflight: int = 200
-    concurrency: int = 512
+    concurrency: int = 64
     detector_timeout: float = 30.0
     http_probe: bool = False
     http_timeout: float = 5.0

@@ -140,7 +140,12 @@ class DNSEngine:
         stats: Counter[str] | None = None,
     ) -> None:
         flags = pycares.ARES_FLAG_NOSEARCH | pycares.ARES_FLAG_EDNS
-        self._new_resolver = lambda: _LoopResolver(nameservers=list(nameservers) or None, timeout=timeout, tries=tries, flags=flags)
+        # Large socket buffers: a burst of answers that overflows the default buffer is
+        # dropped by the kernel and costs a whole timeout before c-ares asks again.
+        self._new_resolver = lambda: _LoopResolver(
+            nameservers=list(nameservers) or None, timeout=timeout, tries=tries, flags=flags,
+            socket_receive_buffer_size=4 << 20, socket_send_buffer_size=1 << 20,
+        )
         self._resolver = self._new_resolver()
         # c-ares keeps every answer in its own cache for the record's TTL (about 2 KB each;
         # pycares offers no switch), which at 300,000 queries is most of the process' memory.

@@ -183,7 +183,7 @@ class Scanner:
             timings,
         )
 
-    async def scan_all(self, targets: Iterable[Target], concurrency: int = 512) -> AsyncIterator[TargetResult]:
+    async def scan_all(self, targets: Iterable[Target], concurrency: int = 64) -> AsyncIterator[TargetResult]:
         """Scan targets with at most `concurrency` in progress; yield results in input order.
 
         Tasks are created a window ahead of the one being awaited, so one slow target delays
@@ -197,7 +197,8 @@ class Scanner:
 
         window: deque[asyncio.Task[TargetResult]] = deque()
         iterator = iter(targets)
-        limit = concurrency * 4
+        # Wide enough that a target waiting out DNS timeouts (seconds) does not stall the rest.
+        limit = max(concurrency * 16, 2048)
         try:
             for target in iterator:
                 window.append(asyncio.ensure_future(bounded(target)))
