@@ -177,3 +177,49 @@ def test_sighup_reload_keeps_old_config_when_new_is_broken(setup):
     wait(lambda: "dijkwacht_config_last_reload_successful 1.0" in agent.metrics(), what="reload ok")
     assert 'target="school.nl"' in agent.metrics()
     assert "config.reload_failed" in (agent.config.parent / "agent.log").read_text()
+
+
+def test_real_prometheus_scrapes_the_agent_and_fires_the_move_alert(setup, tmp_path):
+    """The whole chain as deployed: agent -> real Prometheus scrape -> the shipped alert rules."""
+    import shutil
+    from pathlib import Path
+
+    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+        pytest.fail("Debian's prometheus package is needed (.ci/run installs it)")
+    knot, agent = setup
+    agent.start()
+    knot.replace(AFTER)
+    wait(lambda: agent.history(), what="change in history")
+
+    lint = subprocess.run(["promtool", "check", "metrics"], input=agent.metrics(), capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    rules = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{rules}']\n"
+        f"scrape_configs:\n  - job_name: dijkwacht\n    static_configs:\n      - targets: ['{agent.base.removeprefix('http://')}']\n"
+    )
+    prometheus = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        def firing():
+            status, body = get(f"{api}/alerts")
+            if status != 200:
+                return None
+            alerts = [a for a in json.loads(body)["data"]["alerts"] if a["labels"]["alertname"] == "DijkwachtDependencyMovedForeign" and a["state"] == "firing"]
+            return alerts or None
+
+        [alert] = wait(firing, timeout=40, what="DijkwachtDependencyMovedForeign firing in Prometheus")
+        assert alert["labels"]["target"] == "gemeente.nl"
+        assert (alert["labels"]["from_provider"], alert["labels"]["to_provider"]) == ("transip", "microsoft")
+        assert "moved to foreign provider microsoft (US)" in alert["annotations"]["summary"]
+        status, body = get(f"{api}/query?query=sum(dijkwacht_foreign_dependencies)")
+        assert status == 200 and float(json.loads(body)["data"]["result"][0]["value"][1]) >= 2  # both targets on Microsoft now
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=20)

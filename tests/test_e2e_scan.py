@@ -83,3 +83,42 @@ def test_usage_errors_exit_non_zero_with_one_line(tmp_path):
     assert done.stderr.strip().count("\n") == 0 and "bad.toml:2: agent.home" in done.stderr
     assert scan().returncode == 2
     assert scan("--nameserver", "dns.example", "x.nl").returncode == 2
+
+
+def test_http_probe_reads_headers_only_when_switched_on(tmp_path):
+    """`--http-probe` against a real HTTP server on 127.0.0.1:80, names served by Knot."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            requests.append(f"{self.headers['Host']}{self.path}")
+            self.send_response(200)
+            self.send_header("CF-RAY", "8f00deadbeef-AMS")
+            self.send_header("Server", "cloudflare")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    try:
+        http = ThreadingHTTPServer(("127.0.0.1", 80), Handler)
+    except PermissionError:
+        pytest.skip("binding 127.0.0.1:80 needs root or a private user+network namespace (the README's test command runs in one)")
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    knot = Knot(tmp_path / "knot", "probe-site.nl A 127.0.0.1\nwww.probe-site.nl A 127.0.0.1\n", ["probe-site.nl"]).start()
+    try:
+        off = json.loads(scan("--nameserver", knot.address, "probe-site.nl").stdout)
+        assert requests == []  # DNS only: no connection to the target without --http-probe
+        assert off[0]["dependencies"] == []
+        on = json.loads(scan("--nameserver", knot.address, "--http-probe", "probe-site.nl").stdout)
+        cdn = [d for d in on[0]["dependencies"] if d["category"] == "cdn"]
+        assert [(d["provider"], d["confidence"]) for d in cdn] == [("cloudflare", "confirmed")]
+        assert any("cf-ray: 8f00deadbeef-AMS" in e for e in cdn[0]["evidence"])
+        assert requests and all(r.split("/")[0].split(":")[0] in ("probe-site.nl", "www.probe-site.nl") for r in requests)
+    finally:
+        http.shutdown()
+        knot.stop()
