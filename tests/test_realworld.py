@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
@@ -32,8 +31,8 @@ from benchmarks.realworld import (
 )
 from dijkwacht.ipranges import load_ranges
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REAL_WORLD = SHARED / "real-world"
+from .conftest import IP_RANGES, REAL_WORLD
+
 DATASET = REAL_WORLD / "esorics2026-providers-at.json"
 
 
@@ -48,7 +47,7 @@ def rows():
 def bench(rows) -> Benchmark:
     # The whole dataset scans in 2-3 s, so no subset is needed. A sync fixture: asyncio.run
     # gives the scan its own loop, shared by the tests of this module.
-    return asyncio.run(evaluate(rows, ranges=load_ranges(SHARED / "ip-ranges")))
+    return asyncio.run(evaluate(rows, ranges=load_ranges(IP_RANGES)))
 
 
 def test_dataset_and_served_records(rows):

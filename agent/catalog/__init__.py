@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -177,6 +177,7 @@ class _Raw:
     facts: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
     ownership: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
     origin: dict[str, tuple[str, str]] = field(default_factory=dict)
+    first: tuple[str, str] = ("<catalog>", "")  # (path, text) of the file that first named it
 
 
 _PROVIDER_KEYS = {"name", "operator", "parent", "jurisdiction", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
@@ -217,7 +218,9 @@ def _merge(raws: dict[str, _Raw], path: str, text: str, doc: dict[str, Any]) -> 
         extra = set(body) - _PROVIDER_KEYS
         if extra:
             raise _error(path, text, table, sorted(extra)[0], "unknown key")
-        raw = raws.setdefault(pid, _Raw())
+        raw = raws.get(pid)
+        if raw is None:
+            raw = raws[pid] = _Raw(first=(path, text))
         for key, value in body.items():
             if key in ("facts", "ownership"):
                 continue
@@ -235,11 +238,25 @@ def _str(value: Any) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
+def _entries(entries: list[tuple[str, str, int, Any]], table: str, known: set[str], required: tuple[str, ...]) -> Iterator[tuple[str, str, int, dict[str, Any]]]:
+    """Entries of an array of tables, checked for shape, unknown keys and required strings."""
+    for path, text, i, entry in entries:
+        if not isinstance(entry, dict):
+            raise _error(path, text, table, "", "each entry must be a table", i)
+        extra = set(entry) - known
+        if extra:
+            raise _error(path, text, table, sorted(extra)[0], "unknown key", i)
+        for key in required:
+            if not _str(entry.get(key)):
+                raise _error(path, text, table, key, "is required and must be a non-empty string", i)
+        yield path, text, i, entry
+
+
 def _build(pid: str, raw: _Raw) -> Provider:
     table = f"providers.{pid}"
     for key in ("name", "jurisdiction", "source"):
         if key not in raw.data:
-            path, text = next(iter(raw.origin.values()), ("<catalog>", ""))
+            path, text = raw.first
             raise _error(path, text, table, "", f"provider '{pid}' lacks required key '{key}'")
     for key, value in raw.data.items():
         path, text = raw.origin[key]
@@ -255,16 +272,8 @@ def _build(pid: str, raw: _Raw) -> Provider:
         raise _error(path, text, table, "ip_role", "must be 'hosting' or 'cdn'")
 
     facts = []
-    for path, text, i, entry in raw.facts:
-        ftable = f"{table}.facts"
-        if not isinstance(entry, dict):
-            raise _error(path, text, ftable, "", "each fact must be a table", i)
-        extra = set(entry) - _FACT_KEYS
-        if extra:
-            raise _error(path, text, ftable, sorted(extra)[0], "unknown key", i)
-        for key in ("kind", "category", "value", "source"):
-            if not _str(entry.get(key)):
-                raise _error(path, text, ftable, key, "is required and must be a non-empty string", i)
+    ftable = f"{table}.facts"
+    for path, text, i, entry in _entries(raw.facts, ftable, _FACT_KEYS, ("kind", "category", "value", "source")):
         kind = entry["kind"]
         if kind not in FACT_KINDS:
             raise _error(path, text, ftable, "kind", f"'{kind}' is not one of {sorted(FACT_KINDS)}", i)
@@ -283,16 +292,8 @@ def _build(pid: str, raw: _Raw) -> Provider:
         )
 
     ownership = []
-    for path, text, i, entry in raw.ownership:
-        otable = f"{table}.ownership"
-        if not isinstance(entry, dict):
-            raise _error(path, text, otable, "", "each ownership record must be a table", i)
-        extra = set(entry) - _OWNERSHIP_KEYS
-        if extra:
-            raise _error(path, text, otable, sorted(extra)[0], "unknown key", i)
-        for key in ("parent", "jurisdiction", "status", "source"):
-            if not _str(entry.get(key)):
-                raise _error(path, text, otable, key, "is required and must be a non-empty string", i)
+    otable = f"{table}.ownership"
+    for path, text, i, entry in _entries(raw.ownership, otable, _OWNERSHIP_KEYS, ("parent", "jurisdiction", "status", "source")):
         if not _ISO.match(entry["jurisdiction"]):
             raise _error(path, text, otable, "jurisdiction", "must be an ISO 3166-1 alpha-2 code", i)
         if entry["status"] not in STATUSES:
