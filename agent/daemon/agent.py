@@ -104,8 +104,7 @@ class Daemon:
         self.runtime = build_runtime(config.agent, data, config.detectors, dns_stats=self.dns_stats)
         self.config, self.data = config, data
         self.state.confirmations = config.daemon.confirmations
-        if self._budget is None:
-            self._budget = Budget(config.agent.concurrency)
+        self._budget = Budget(config.agent.concurrency)  # scans in flight finish on the old one
         # Parent changes first: no scan with the new catalog may absorb one silently.
         for change in self.state.apply_ownership(data.catalog, home, now=now):
             self._changed(change)
