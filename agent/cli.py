@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import asyncio
 import contextlib
 import gc
@@ -255,7 +256,7 @@ def _catalog(args: argparse.Namespace) -> int:
     catalog = load_data(agent).catalog
     rows = []
     for provider in sorted(catalog.providers.values(), key=lambda p: p.id):
-        owner = provider.owner_on(__import__("datetime").date.today())
+        owner = provider.owner_on(dt.date.today())
         pending = [f"{o.status} {o.effective}: {o.parent} ({o.jurisdiction})" for o in provider.ownership]
         rows.append({"id": provider.id, "name": provider.name, "parent": owner.parent, "jurisdiction": owner.jurisdiction, "facts": len(provider.facts), "ownership": pending})
     if args.format == "json":

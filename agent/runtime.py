@@ -31,9 +31,6 @@ class Data:
     catalog: Catalog
     ranges: IPRanges
 
-    def schemas(self) -> dict[str, Mapping[str, Any]]:
-        return {cls.name: dict(cls.settings) for cls in self.detector_classes}
-
 
 def load_data(agent: AgentSettings, host: PluginHost | None = None) -> Data:
     host = host or make_plugin_manager()

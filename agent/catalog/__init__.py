@@ -344,10 +344,6 @@ def load_catalog(extra: Iterable[Path] = (), *, builtin: bool = True) -> Catalog
     return Catalog({pid: _build(pid, raw) for pid, raw in raws.items()}, sources)
 
 
-def load_builtin_catalog() -> Catalog:
-    return load_catalog()
-
-
 def expand_home(entries: Iterable[str]) -> frozenset[str]:
     """Turn the `home` setting ("EU", "EEA" or alpha-2 codes) into a set of country codes."""
     home: set[str] = set()
