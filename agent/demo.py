@@ -38,6 +38,9 @@ waterschap.example TXT "google-site-verification=abcdefghijklmnopqrstuvwxyz"
 ministerie.example TXT "v=spf1 include:spf.protection.outlook.com -all"
 ; Provider-side names
 autodiscover.outlook.com A 52.97.1.1
+www.gemeente.example.cdn.cloudflare.net A 104.16.1.1
+www.universiteit.example.edgekey.net CNAME e123.a.akamaiedge.net.
+e123.a.akamaiedge.net A 23.72.0.1
 """
 DEMO_FAILURES = {("ministerie.example", "MX"): "servfail"}
 DEMO_TARGETS = ("gemeente.example", "ziekenhuis.example", "universiteit.example", "waterschap.example", "ministerie.example")
