@@ -122,3 +122,14 @@ def test_http_probe_reads_headers_only_when_switched_on(tmp_path):
     finally:
         http.shutdown()
         knot.stop()
+
+
+def test_demo_scan_of_the_readme_works_offline():
+    done = scan("--demo", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    results = {r["target"]: r for r in json.loads(done.stdout)}
+    deps = {t: {(d["category"], d["provider"]) for d in r["dependencies"]} for t, r in results.items()}
+    assert deps["gemeente.example"] == {("email", "microsoft"), ("video", "microsoft"), ("cdn", "cloudflare"), ("dns", "amazon")}
+    assert deps["ziekenhuis.example"] == {("email", "microsoft"), ("email", "proofpoint"), ("dns", "transip")}
+    assert deps["waterschap.example"] == {("email", "transip")}
+    assert {e["detector"] for e in results["ministerie.example"]["errors"]} == {"email", "video"}
