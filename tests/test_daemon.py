@@ -231,3 +231,19 @@ async def test_cached_per_target_rendering_is_identical_to_prometheus_client(run
     assert renderer.render() == expected
     assert renderer.render() == expected  # from the cache now
     assert all(v.rendered is not None for v in views)
+
+
+async def test_category_failing_before_any_baseline_is_absent_not_zero(dns_server, tmp_path):
+    server = await dns_server(ZONE, failures={("gemeente.nl", "MX"): "servfail"})
+    config = tmp_path / "dijkwacht.toml"
+    write_config(config, server, tmp_path / "state.db")
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        await wait_for(lambda: daemon.ready)
+        text = daemon.metrics().decode()
+        assert 'dijkwacht_foreign_dependencies{category="email",target="gemeente.nl"}' not in text
+        assert 'dijkwacht_foreign_dependencies{category="dns",target="gemeente.nl"} 0.0' in text
+        assert 'dijkwacht_foreign_dependencies{category="email",target="ziekenhuis.nl"} 1.0' in text
+    finally:
+        await daemon.stop()

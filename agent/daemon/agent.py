@@ -205,7 +205,10 @@ class Daemon:
         view = self.snapshot.views.get(domain)
         if view is None:
             return
-        view.deps = {c: [] for c in result.scanned} | self.state.stored(domain)
+        # Categories known so far, plus those this scan completed; a category whose lookups
+        # failed before it ever had a baseline stays absent (unknown), not "0 foreign".
+        known = {c: [] for c in (*view.deps, *(result.scanned - result.incomplete))}
+        view.deps = known | self.state.stored(domain)
         view.errors = dict(errors)
         view.scanned = True
         if not result.errors:
