@@ -8,10 +8,13 @@ Outbound and tenancy: SPF includes (walked per RFC 7208), DKIM selector records 
 autodiscover CNAME. Verification TXT tokens (MS=..., google-site-verification=...) are only
 added as corroborating evidence, never a dependency by themselves.
 
-The tenant records (DKIM selectors, autodiscover) are asked only when MX and SPF leave the
-picture open -- an MX host known only by its address, a mail gateway (catalog: mail_gateway),
-SPF naming other providers than MX. When every MX host is a known provider and SPF names exactly the same providers, they
-could only add evidence, and across thousands of targets they would be half of all queries.
+The provider-specific DKIM selectors (google._domainkey, hse1._domainkey...) are asked only
+when MX and SPF leave the picture open: an MX host known only by its address, a mail gateway
+(catalog: mail_gateway), SPF naming other providers than MX. When every MX host is a known
+provider and SPF names exactly the same providers they could only add evidence, and across
+thousands of targets they would be a fifth of all queries. The Microsoft 365 tenant records
+(the selector1 and autodiscover CNAMEs) are always asked: a tenant set up before the MX moves
+is the earliest sign of a move.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class EmailDetector(Detector):
         "cname_selectors": ["selector1"],
         # Extra selectors to look for besides the catalog's provider-specific ones.
         "extra_selectors": [],
-        # Ask for DKIM selectors and autodiscover even when MX and SPF already agree.
+        # Ask for the provider-specific DKIM selectors even when MX and SPF already agree.
         "always_check_tenant": False,
     }
 
@@ -50,12 +53,11 @@ class EmailDetector(Detector):
         providers = {f.provider for f in inbound}
         gateway = any(ctx.catalog.providers[p].mail_gateway for p in providers if p in ctx.catalog.providers)
         settled = by_name and not gateway and providers == {f.provider for f in outbound}
+        # The tenant CNAMEs are always asked: a Microsoft 365 tenant set up while MX and SPF
+        # still point at the old provider is the first sign of a move.
+        findings += await self._tenant_cnames(domain, ctx)
         if self.options["always_check_tenant"] or not settled:
-            findings += await self._dkim(domain, ctx)
-            autodiscover = await ctx.dns.resolve(f"autodiscover.{domain}", "CNAME")
-            if autodiscover.status == DATA:
-                cname = autodiscover.records[0]
-                findings += [Finding.from_fact(f, f"CNAME autodiscover.{domain} -> {cname}") for f in ctx.catalog.match_host("cname", cname, CATEGORY)]
+            findings += await self._dkim_selectors(domain, ctx)
         return self._corroborate(findings, await ctx.dns.resolve(domain, "TXT"), ctx)
 
     async def _mx(self, domain: str, ctx: DetectorContext) -> tuple[list[Finding], bool]:
@@ -94,14 +96,21 @@ class EmailDetector(Detector):
                 found.append(Finding(CATEGORY, provider, [f"SPF {term} (in {provider} IP ranges)"], INDICATED))
         return found
 
-    async def _dkim(self, domain: str, ctx: DetectorContext) -> list[Finding]:
+    async def _tenant_cnames(self, domain: str, ctx: DetectorContext) -> list[Finding]:
+        """DKIM selectors published as CNAMEs to the tenant, and the autodiscover CNAME."""
         found = []
-        for selector in self.options["cname_selectors"]:
-            answer = await ctx.dns.resolve(f"{selector}._domainkey.{domain}", "CNAME")
+        names = [(f"{s}._domainkey.{domain}", f"DKIM {s}._domainkey CNAME") for s in self.options["cname_selectors"]]
+        names.append((f"autodiscover.{domain}", f"CNAME autodiscover.{domain} ->"))
+        for name, label in names:
+            answer = await ctx.dns.resolve(name, "CNAME")
             if answer.status == DATA:
                 cname = answer.records[0]
-                evidence = f"DKIM {selector}._domainkey CNAME {cname}"
-                found += [Finding.from_fact(f, evidence) for f in ctx.catalog.match_host("cname", cname, CATEGORY)]
+                found += [Finding.from_fact(f, f"{label} {cname}") for f in ctx.catalog.match_host("cname", cname, CATEGORY)]
+        return found
+
+    async def _dkim_selectors(self, domain: str, ctx: DetectorContext) -> list[Finding]:
+        """Provider-specific DKIM selectors (google._domainkey...), as TXT records."""
+        found = []
         # One selector per provider is enough to see it (they come in pairs: hse1/hse2...),
         # and every selector is a query for each of thousands of targets.
         selectors: dict[str, list] = {}

@@ -31,8 +31,13 @@ class HostingDetector(Detector):
         found: list[Finding] = []
         for name in host_names(target.domain, [*self.options["hosts"], *target.hosts]):
             addresses, chain = await ctx.dns.addresses(name)
-            fronted = any(catalog.match_host("cname", host, "cdn") for host in chain)
+            fronted = False
             for host in chain:
+                if catalog.match_host("cname", host, "cdn"):
+                    # Past a CDN edge the chain is the CDN's own machinery (Front Door runs
+                    # through trafficmanager.net): it says nothing about the origin's host.
+                    fronted = True
+                    break
                 found += [Finding.from_fact(f, f"CNAME {name} -> {host}") for f in catalog.match_host("cname", host, CATEGORY)]
             if fronted:
                 continue

@@ -288,17 +288,33 @@ def tenant_queries(server) -> list[tuple[str, str]]:
     return sorted(key for key in server.asked if "_domainkey" in key[0] or key[0].startswith("autodiscover."))
 
 
-async def test_tenant_records_are_not_asked_when_mx_and_spf_agree(dns_server):
+def selector_queries(server) -> list[tuple[str, str]]:
+    """Queries for the provider-specific DKIM selectors (not the selector1 tenant CNAME)."""
+    return sorted(k for k in server.asked if "_domainkey" in k[0] and not k[0].startswith("selector1."))
+
+
+async def test_provider_selectors_are_not_asked_when_mx_and_spf_agree(dns_server):
     zone = TENANT + f'ex.nl MX 10 {MS_MX}.\nex.nl TXT "v=spf1 include:spf.protection.outlook.com -all"\n'
     settled = [f("email", "microsoft", C, f"MX 10 {MS_MX}"), f("email", "microsoft", I, "SPF include:spf.protection.outlook.com")]
     run, server = await scan(dns_server, zone)
-    assert run.summary == expect(*settled)
-    assert tenant_queries(server) == []
+    # the tenant CNAMEs are always asked; the provider-specific selectors are not
+    assert run.summary == expect(*settled, *TENANT_FINDINGS)
+    assert ("selector1._domainkey.ex.nl", "CNAME") in tenant_queries(server)
+    assert selector_queries(server) == []
 
     run, server = await scan(dns_server, zone, always_check_tenant=True)
     assert run.summary == expect(*settled, *TENANT_FINDINGS)
-    assert ("selector1._domainkey.ex.nl", "CNAME") in tenant_queries(server)
-    assert ("autodiscover.ex.nl", "CNAME") in tenant_queries(server)
+    assert ("google._domainkey.ex.nl", "TXT") in selector_queries(server)
+
+
+async def test_tenant_set_up_before_the_mx_moves_is_seen(dns_server):
+    zone = TENANT + 'ex.nl MX 10 mx.transip.email.\nex.nl TXT "v=spf1 include:_spf.transip.email -all"\n'
+    run, _ = await scan(dns_server, zone)
+    assert run.summary == expect(
+        f("email", "transip", C, "MX 10 mx.transip.email"),
+        f("email", "transip", I, "SPF include:_spf.transip.email"),
+        *TENANT_FINDINGS,
+    )
 
 
 @pytest.mark.parametrize(

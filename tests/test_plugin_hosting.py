@@ -194,3 +194,20 @@ other.ex.nl A 5.161.0.22
     )
     assert asked(server, "app.ex.nl", "A") == 1  # named in the settings and by the target: once
     assert asked(server, "other.ex.nl", "A") == 0  # only the apex, www and the named hosts
+
+
+async def test_cdn_internal_hops_after_the_edge_are_not_hosting(dns_server):
+    """Azure Front Door chains pass through trafficmanager.net: that is the CDN, not a host."""
+    from .detector_helpers import run_detector
+
+    zone = (
+        "www.ex.nl CNAME ex.azurefd.net.\n"
+        "ex.azurefd.net CNAME ex.trafficmanager.net.\n"
+        "ex.trafficmanager.net CNAME shed.dual-low.part-0012.t-0009.t-msedge.net.\n"
+        "shed.dual-low.part-0012.t-0009.t-msedge.net A 13.107.246.40\n"
+    )
+    server = await dns_server(zone)
+    from dijkwacht_plugins.hosting import HostingDetector
+
+    run = await run_detector(HostingDetector(), server, "ex.nl")
+    assert run.findings == []
