@@ -1,0 +1,39 @@
+"""Smoke runs of the benchmark scripts at a small size, so they do not rot between
+measurements. The figures themselves are not asserted here (benchmarks are not timed tests);
+only that the instruments run end to end and the scan finds what the data implies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def test_scan_benchmark_smoke():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"), "--sizes", "300", "--runs", "1", "--seed", "7",
+         "--dnsperf-seconds", "1", "--dnsperf-runs", "1", "--no-startup"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = sorted((ROOT / "benchmarks" / "out").glob("results-*.json"), key=lambda p: p.stat().st_mtime)[-1]
+    [size] = json.loads(results.read_text())["sizes"]
+    [run] = size["runs"]
+    assert size["domains"] == 300 and run["exit"] == 0
+    assert run["recall"] >= 0.95 and run["precision"] == 1.0
+    assert run["queries"] == run["model_queries"] or run["targets_with_errors"]
+
+
+def test_metrics_scrape_benchmark_smoke():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "metrics_scrape.py"), "--targets", "300", "--scrapes", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "targets: 300" in done.stdout and "scrape: median" in done.stdout
