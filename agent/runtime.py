@@ -32,9 +32,9 @@ class Data:
     ranges: IPRanges
 
 
-def load_data(agent: AgentSettings, host: PluginHost | None = None) -> Data:
+def load_data(agent: AgentSettings, host: PluginHost | None = None, classes: list[type[Detector]] | None = None) -> Data:
     host = host or make_plugin_manager()
-    classes = host.detector_classes()
+    classes = host.detector_classes() if classes is None else classes
     catalog = load_catalog([*host.catalog_files(), *(Path(p) for p in agent.catalog)])
     return Data(host, classes, catalog, load_ranges(agent.data_dir))
 
@@ -44,7 +44,7 @@ def load_config_with_plugins(path: Path | str, host: PluginHost | None = None) -
     host = host or make_plugin_manager()
     classes = host.detector_classes()
     config = load_config(path, {cls.name: dict(cls.settings) for cls in classes})
-    return config, load_data(config.agent, host)
+    return config, load_data(config.agent, host, classes)
 
 
 @dataclass
