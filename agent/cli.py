@@ -296,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DijkwachtError as exc:
         print(f"dijkwacht: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the state directory is not writable, the port is taken
+        print(f"dijkwacht: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

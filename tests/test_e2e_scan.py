@@ -133,3 +133,25 @@ def test_demo_scan_of_the_readme_works_offline():
     assert deps["ziekenhuis.example"] == {("email", "microsoft"), ("email", "proofpoint"), ("dns", "transip")}
     assert deps["waterschap.example"] == {("email", "transip")}
     assert {e["detector"] for e in results["ministerie.example"]["errors"]} == {"email", "video"}
+
+
+def test_history_without_a_state_database_says_so(tmp_path):
+    done = subprocess.run([*DIJKWACHT, "history", "--state", str(tmp_path / "none.db")], capture_output=True, text=True)
+    assert done.returncode == 2 and "no state database at" in done.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_run_with_a_taken_port_is_a_one_line_error(tmp_path):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    config = tmp_path / "d.toml"
+    config.write_text(f'[agent]\nnameservers = ["127.0.0.1:9"]\n[daemon]\nlisten = "127.0.0.1:{taken.getsockname()[1]}"\nstate_path = "{tmp_path / "s.db"}"\n')
+    try:
+        done = subprocess.run([*DIJKWACHT, "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
+    finally:
+        taken.close()
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("dijkwacht: ") and "Traceback" not in done.stderr

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import signal
 import sys
+from pathlib import Path
 
 import structlog
 
@@ -78,6 +79,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     path = args.state or load_config(args.config).daemon.state_path
+    if not Path(path).is_file():
+        raise DijkwachtError(f"no state database at {path} (has `dijkwacht run` been started with this configuration?)")
     store = StateStore(path)
     try:
         changes = store.changes(args.target, args.since)
