@@ -19,9 +19,15 @@ class Budget:
         self._free = size
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def __aenter__(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot without waiting, if one is free (the hot path: no coroutine at all)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def __aenter__(self) -> None:
+        if self.try_acquire():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -35,6 +41,11 @@ class Budget:
             raise
 
     async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    acquire = __aenter__
+
+    def release(self) -> None:
         self._release()
 
     def _release(self) -> None:

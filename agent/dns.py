@@ -10,6 +10,7 @@ that never confuses "this does not exist" with "I could not find out".
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections import Counter
@@ -175,25 +176,24 @@ class DNSEngine:
         if self._closing:
             await asyncio.gather(*self._closing)
 
-    async def _send(self, name: str, qtype: str) -> _Raw:
-        async with self._budget:
-            future: asyncio.Future[_Raw] = asyncio.get_running_loop().create_future()
-            resolver = self._resolver
-            self._pending[resolver] += 1
-            try:
-                # The channel directly, not aiodns' query_dns(): this runs for every query,
-                # and aiodns' wrapping (a second future, partials, a context manager) and its
-                # result conversion are work we would then undo.
-                resolver._channel.query(name, _QTYPES[qtype], callback=lambda result, errno: self._answered(future, result, errno, resolver))
-            except (pycares.AresError, ValueError, TypeError, UnicodeError) as exc:  # a name c-ares refuses
-                if not future.done():  # (c-ares may have answered through the callback already)
-                    self._pending[resolver] -= 1
-                    self.queries[ERROR] += 1
-                    return ERROR, (), str(exc), self._failure_ttl
-            self._sent += 1
-            if self._sent >= self._rotate_every:
-                self._rotate()
-            return await future
+    def _send(self, name: str, qtype: str, future: asyncio.Future[_Raw]) -> None:
+        """Hand one query to c-ares; `future` gets the raw answer."""
+        resolver = self._resolver
+        self._pending[resolver] += 1
+        try:
+            # The channel directly, not aiodns' query_dns(): this runs for every query, and
+            # aiodns' wrapping (a second future, partials, a context manager) and its result
+            # conversion are work we would then undo.
+            resolver._channel.query(name, _QTYPES[qtype], callback=lambda result, errno: self._answered(future, result, errno, resolver))
+        except (pycares.AresError, ValueError, TypeError, UnicodeError) as exc:  # a name c-ares refuses
+            if not future.done():  # (c-ares may have answered through the callback already)
+                self._pending[resolver] -= 1
+                self.queries[ERROR] += 1
+                future.set_result((ERROR, (), str(exc), self._failure_ttl))
+            return
+        self._sent += 1
+        if self._sent >= self._rotate_every:
+            self._rotate()
 
     def _rotate(self) -> None:
         old, self._resolver = self._resolver, self._new_resolver()
@@ -251,28 +251,43 @@ class DNSEngine:
             if entry is not None and entry[0] > time.monotonic():
                 self.cache_hits += 1
                 return entry[1]
-        pending = self._inflight.get(key)
-        if pending is not None:
+        while (pending := self._inflight.get(key)) is not None:
             self.cache_hits += 1
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Raw] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            raw = await self._send(name, qtype)
-            future.set_result(raw)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # consumed here; waiters get it via shield
-            raise
-        finally:
-            del self._inflight[key]
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # the asker that sent it was cancelled before the query left: ask again
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Raw] = loop.create_future()
+        self._inflight[key] = future  # before waiting for the budget, so that one query is sent
+        if not self._budget.try_acquire():
+            try:
+                await self._budget.acquire()
+            except BaseException:
+                del self._inflight[key]
+                future.cancel()
+                raise
+        future.add_done_callback(functools.partial(self._settled, key, cache, self._budget))
+        self._send(name, qtype, future)
+        # Shielded: a caller that is cancelled (a detector timeout) must not cancel the query
+        # that other targets may be waiting for; it completes and is cached regardless.
+        return await asyncio.shield(future)
+
+    def _settled(self, key: tuple[str, str], cache: dict[tuple[str, str], _Raw] | None, budget: Budget, future: asyncio.Future[_Raw]) -> None:
+        budget.release()
+        del self._inflight[key]
+        if future.cancelled():
+            return
+        raw = future.result()
         if raw[0] == NXDOMAIN:
-            key = (name, "")
+            key = (key[0], "")
         if cache is not None:
             cache[key] = raw
         else:
             self._remember(key, raw)
-        return raw
 
     def _remember(self, key: tuple[str, str], raw: _Raw) -> None:
         if len(self._cache) >= self._cache_size:

@@ -165,3 +165,28 @@ async def test_nxdomain_holds_for_every_type_of_the_name(engine):
     # NODATA is per type: the other types are still asked
     assert (await engine.resolve("example.nl", "A")).status == NODATA
     assert (await engine.resolve("example.nl", "MX")).status == DATA
+
+
+async def test_a_cancelled_asker_does_not_cancel_a_shared_query(dns_server):
+    server = await dns_server("slow.example.nl A 192.0.2.7\n")
+    engine = DNSEngine([server.address], timeout=1, tries=1, max_inflight=1)
+    try:
+        blocker = asyncio.ensure_future(engine.resolve("other.example.nl", "A"))  # holds the budget
+        first = asyncio.ensure_future(engine.resolve("slow.example.nl", "A"))  # waits for the budget
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(engine.resolve("slow.example.nl", "A"))  # shares first's query
+        await asyncio.sleep(0)
+        first.cancel()  # cancelled before its query left: the second asker asks again
+        await blocker
+        answer = await second
+        assert answer.records == ("192.0.2.7",)
+        assert first.cancelled()
+
+        third = asyncio.ensure_future(engine.resolve("sent.example.nl", "A"))
+        fourth = asyncio.ensure_future(engine.resolve("sent.example.nl", "A"))
+        await asyncio.sleep(0.001)
+        third.cancel()  # cancelled after sending: the query completes for the others
+        assert (await fourth).status == NXDOMAIN
+        assert engine._budget._free == 1 and not engine._inflight
+    finally:
+        await engine.close()
