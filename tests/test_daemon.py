@@ -5,6 +5,7 @@ tests/test_e2e_daemon.py.)"""
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import subprocess
 import time
@@ -160,6 +161,10 @@ async def test_shutdown_is_quick_with_scans_in_flight(dns_server, tmp_path):
     assert time.monotonic() - started < 3
 
 
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def _certificate(tmp_path):
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
@@ -188,9 +193,9 @@ async def test_tls_and_basic_auth(dns_server, tmp_path):
             async with http.get(url, ssl=client_tls) as response:
                 assert response.status == 401
                 assert "Basic" in response.headers["WWW-Authenticate"]
-            async with http.get(url, ssl=client_tls, auth=aiohttp.BasicAuth("prometheus", "wrong")) as response:
+            async with http.get(url, ssl=client_tls, headers={"Authorization": basic("prometheus", "wrong")}) as response:
                 assert response.status == 401
-            async with http.get(url, ssl=client_tls, auth=aiohttp.BasicAuth("prometheus", "s3cret")) as response:
+            async with http.get(url, ssl=client_tls, headers={"Authorization": basic("prometheus", "s3cret")}) as response:
                 assert response.status == 200
                 assert "dijkwacht_build_info" in await response.text()
             with pytest.raises(aiohttp.ClientError):
