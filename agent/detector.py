@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .catalog import Catalog, Fact
+from .catalog import CONFIDENCES, Catalog, Fact
 from .dns import DATA, NXDOMAIN, Answer, DNSEngine
 from .ipranges import IPRanges
 from .targets import Target
@@ -19,14 +19,12 @@ from .targets import Target
 if TYPE_CHECKING:
     from .httpprobe import HttpProbe
 
-CONFIRMED = "confirmed"
-INDICATED = "indicated"
-INFERRED = "inferred"
-_RANK = {CONFIRMED: 3, INDICATED: 2, INFERRED: 1}
+CONFIRMED, INDICATED, INFERRED = CONFIDENCES  # strongest first
+CONFIDENCE_RANK = {c: len(CONFIDENCES) - i for i, c in enumerate(CONFIDENCES)}
 
 
 def stronger(a: str, b: str) -> str:
-    return a if _RANK.get(a, 0) >= _RANK.get(b, 0) else b
+    return a if CONFIDENCE_RANK.get(a, 0) >= CONFIDENCE_RANK.get(b, 0) else b
 
 
 @dataclass(slots=True)

@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 
 from .budget import Budget
-from .catalog import Catalog
-from .detector import Detector, DetectorContext, Finding, TargetResolver, stronger
+from .catalog import Catalog, is_foreign
+from .detector import CONFIDENCE_RANK, Detector, DetectorContext, Finding, TargetResolver, stronger
 from .dns import DNSEngine
 from .ipranges import IPRanges
 from .targets import Target
@@ -27,7 +27,6 @@ from .targets import Target
 log = structlog.get_logger()
 
 CATEGORY_ORDER = {"email": 0, "video": 1, "cdn": 2, "hosting": 3, "dns": 4}
-_CONFIDENCE_ORDER = {"confirmed": 0, "indicated": 1, "inferred": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +69,6 @@ class TargetResult:
     errors: list[ScanError] = field(default_factory=list)
     incomplete: frozenset[str] = frozenset()  # categories whose detectors could not finish cleanly
     scanned: frozenset[str] = frozenset()  # categories that were looked at
-    started: float = 0.0  # unix time
     duration: float = 0.0  # seconds
     timings: dict[str, float] = field(default_factory=dict)  # detector -> seconds
 
@@ -120,10 +118,10 @@ class Classifier:
                 out.append(Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence))
                 continue
             owner = provider.owner_on(day)
-            foreign = bool(owner.jurisdiction) and owner.jurisdiction not in self.home
+            foreign = is_foreign(owner.jurisdiction, self.home)
             name = f.service or provider.name
             out.append(Dependency(f.category, f.provider, name, owner.jurisdiction, foreign, tuple(f.evidence), f.confidence, owner.parent))
-        out.sort(key=lambda d: (CATEGORY_ORDER.get(d.category, 99), d.category, _CONFIDENCE_ORDER.get(d.confidence, 9), d.provider))
+        out.sort(key=lambda d: (CATEGORY_ORDER.get(d.category, 99), d.category, -CONFIDENCE_RANK.get(d.confidence, 0), d.provider))
         return out
 
 
@@ -156,7 +154,6 @@ class Scanner:
         return findings, problems, time.perf_counter() - started
 
     async def scan(self, target: Target) -> TargetResult:
-        started = time.time()
         t0 = time.perf_counter()
         cache: dict = {}  # the target's own names, shared by its detectors only
         outcomes = await asyncio.gather(*(self._run(d, target, cache) for d in self.detectors))
@@ -178,7 +175,6 @@ class Scanner:
             errors,
             frozenset(incomplete),
             frozenset(scanned),
-            started,
             time.perf_counter() - t0,
             timings,
         )

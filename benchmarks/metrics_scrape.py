@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
+from dijkwacht.catalog import EU
 from dijkwacht.daemon.agent import Daemon
 from dijkwacht.daemon.server import serve
 from dijkwacht.daemon.state import StateStore
@@ -29,7 +30,6 @@ from dijkwacht.daemon.webconfig import WebConfig
 from dijkwacht.scanner import Dependency, TargetResult
 from dijkwacht.targets import Target
 
-EU = frozenset("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split())
 MIX = {
     "email": [("microsoft", "US"), ("google", "US"), ("transip", "BE"), ("proofpoint", "US"), ("leaseweb", "NL")],
     "video": [("microsoft", "US"), ("zoom", "US")],
@@ -52,7 +52,7 @@ def populate(path: Path, n: int, seed: int = 1) -> tuple[list[str], float]:
                 continue
             for provider, juris in rng.sample(choices, 2 if category == "email" and rng.random() < 0.15 else 1):
                 deps.append(Dependency(category, provider, provider.title(), juris, juris not in EU, (f"evidence for {provider}",), "confirmed", provider))
-        store.record(TargetResult(Target(domain), deps, [], frozenset(), frozenset(MIX), 0.0, 0.05), EU)
+        store.record(TargetResult(Target(domain), deps, [], frozenset(), frozenset(MIX), duration=0.05), EU)
     seconds = time.perf_counter() - started
     store.close()
     return domains, seconds

@@ -111,15 +111,7 @@ class EmailDetector(Detector):
     async def _dkim_selectors(self, domain: str, ctx: DetectorContext) -> list[Finding]:
         """Provider-specific DKIM selectors (google._domainkey...), as TXT records."""
         found = []
-        # One selector per provider is enough to see it (they come in pairs: hse1/hse2...),
-        # and every selector is a query for each of thousands of targets.
-        selectors: dict[str, list] = {}
-        covered: set[str] = set()
-        for selector, facts in ctx.catalog.dkim_selectors.items():
-            owners = {f.provider for f in facts}
-            if not owners <= covered:
-                selectors[selector] = facts
-                covered |= owners
+        selectors = dict(ctx.catalog.dkim_probe_selectors)  # one per provider
         for extra in self.options["extra_selectors"]:
             # a selector the catalog knows keeps its provider (hse2 when only hse1 was queried)
             selectors.setdefault(extra, ctx.catalog.dkim_selectors.get(extra, []))

@@ -16,11 +16,16 @@ IP_RANGES = SHARED / "ip-ranges"
 REAL_WORLD = SHARED / "real-world"
 
 
+def shared(path: Path) -> Path:
+    """A path under ../shared/data, or a clear failure: tests read it there, never a copy."""
+    if not path.exists():
+        pytest.fail(f"shared test data missing: {path} (see README: tests read ../shared/data)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_ranges():
-    if not IP_RANGES.is_dir():
-        pytest.fail(f"shared test data missing: {IP_RANGES} (see README: tests read ../shared/data)")
-    return load_ranges(IP_RANGES)
+    return load_ranges(shared(IP_RANGES))
 
 
 @pytest.fixture

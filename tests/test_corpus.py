@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from dijkwacht.catalog import EU
 from dijkwacht.detector import CONFIRMED, INDICATED, INFERRED
 
 from .corpus import CASES
@@ -36,7 +37,7 @@ async def test_every_dependency_has_evidence_and_jurisdiction(dns_server, shared
         for dep in result.dependencies:
             assert dep.evidence, dep
             assert len(dep.jurisdiction) == 2, dep
-            assert dep.foreign == (dep.jurisdiction not in {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"})
+            assert dep.foreign == (dep.jurisdiction not in EU)  # the default home
     gemeente = results["gemeente-a.nl"].dependencies[0]
     assert gemeente.jurisdiction == "US" and gemeente.foreign
     assert "MX 0 gemeente-a-nl.mail.protection.outlook.com" in gemeente.evidence

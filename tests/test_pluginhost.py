@@ -4,6 +4,7 @@ broken ones are reported, not fatal; conflicts are rejected at start-up with a c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -191,5 +192,5 @@ def test_plugins_command_lists_versions_and_failures(tmp_path, monkeypatch):
 def test_catalog_is_shared_read_only_data():
     catalog = load_catalog()
     assert "microsoft" in catalog.providers
-    with pytest.raises(Exception):
-        catalog.providers["microsoft"].jurisdiction = "NL"  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        catalog.providers["microsoft"].jurisdiction = "NL"

@@ -31,16 +31,14 @@ from benchmarks.realworld import (
 )
 from dijkwacht.ipranges import load_ranges
 
-from .conftest import IP_RANGES, REAL_WORLD
+from .conftest import IP_RANGES, REAL_WORLD, shared
 
 DATASET = REAL_WORLD / "esorics2026-providers-at.json"
 
 
 @pytest.fixture(scope="module")
 def rows():
-    if not DATASET.is_file():
-        pytest.fail(f"shared test data missing: {DATASET} (see README: tests read ../shared/data)")
-    return load_dataset(DATASET)
+    return load_dataset(shared(DATASET))
 
 
 @pytest.fixture(scope="module")

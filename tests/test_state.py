@@ -18,7 +18,7 @@ def dep(provider, juris, category="email", evidence="MX x"):
 
 def result(domain="gemeente.nl", deps=(), errors=(), incomplete=(), scanned=("email", "dns")):
     return TargetResult(
-        Target(domain), list(deps), [ScanError(d, "MX gemeente.nl: SERVFAIL") for d in errors], frozenset(incomplete), frozenset(scanned), 0.0, 0.01
+        Target(domain), list(deps), [ScanError(d, "MX gemeente.nl: SERVFAIL") for d in errors], frozenset(incomplete), frozenset(scanned), duration=0.01
     )
 
 

@@ -145,6 +145,15 @@ class Catalog:
         for f in facts:
             if f.kind == "dkim":
                 self.dkim_selectors.setdefault(f.value, []).append(f)
+        # One selector per provider is enough to see it (they come in pairs: hse1/hse2...),
+        # and each selector asked costs a query per target.
+        self.dkim_probe_selectors: dict[str, list[Fact]] = {}
+        covered: set[str] = set()
+        for selector, found in self.dkim_selectors.items():
+            owners = {f.provider for f in found}
+            if not owners <= covered:
+                self.dkim_probe_selectors[selector] = found
+                covered |= owners
 
     def match_host(self, kind: str, hostname: str, category: str | None = None) -> list[Fact]:
         """Facts of `kind` whose hostname pattern matches, optionally of one category."""
@@ -342,6 +351,11 @@ def load_catalog(extra: Iterable[Path] = (), *, builtin: bool = True) -> Catalog
         _merge(raws, str(path), text, doc)
         sources.append(str(path))
     return Catalog({pid: _build(pid, raw) for pid, raw in raws.items()}, sources)
+
+
+def is_foreign(jurisdiction: str, home: frozenset[str]) -> bool:
+    """Known and outside home. An unknown jurisdiction ("") is never foreign."""
+    return bool(jurisdiction) and jurisdiction not in home
 
 
 def expand_home(entries: Iterable[str]) -> frozenset[str]:

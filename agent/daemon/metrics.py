@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .. import __version__
+from ..catalog import is_foreign
 from ..ipranges import RangeFile
 from ..scanner import Dependency
 from .state import Change
@@ -36,10 +37,6 @@ class TargetView:
     scanned: bool = False
     # This target's sample lines per family, rendered once per change (see TargetRenderer).
     rendered: dict[str, str] | None = field(default=None, compare=False, repr=False)
-
-
-def _foreign(dep: Dependency, home: frozenset[str]) -> bool:
-    return bool(dep.jurisdiction) and dep.jurisdiction not in home
 
 
 def target_info_family(views: Iterable[TargetView], label_keys: Iterable[str]) -> Metric:
@@ -66,9 +63,9 @@ def dependency_families(views: Iterable[TargetView], home: frozenset[str], detec
         for category, deps in view.deps.items():
             count = 0
             for dep in deps:
-                is_foreign = _foreign(dep, home)
-                count += is_foreign
-                info.add_metric([domain, category, dep.provider, dep.jurisdiction, "true" if is_foreign else "false"], 1)
+                foreign_dep = is_foreign(dep.jurisdiction, home)
+                count += foreign_dep
+                info.add_metric([domain, category, dep.provider, dep.jurisdiction, "true" if foreign_dep else "false"], 1)
             foreign.add_metric([domain, category], count)
         if view.last_success is not None:
             success.add_metric([domain], view.last_success)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import Catalog
+from ..catalog import Catalog, is_foreign
 from ..scanner import Dependency, TargetResult
 
 SCHEMA = """
@@ -91,10 +91,6 @@ def _jurisdictions(deps: Iterable[Dependency]) -> str:
     return ",".join(sorted({d.jurisdiction for d in deps if d.jurisdiction}))
 
 
-def _foreign(jurisdiction: str, home: frozenset[str]) -> bool:
-    return bool(jurisdiction) and jurisdiction not in home
-
-
 def _ownership_change(target: str, category: str, before: list[Dependency], after: list[Dependency], home: frozenset[str], now: float) -> Change | None:
     """The "ownership" change between two sets of the same providers, or None if no parent moved."""
     was = {d.provider: d for d in before}
@@ -104,7 +100,7 @@ def _ownership_change(target: str, category: str, before: list[Dependency], afte
     providers = tuple(sorted(was))
     return Change(
         now, target, category, "ownership", providers, providers, _jurisdictions(before), _jurisdictions(after),
-        any(_foreign(d.jurisdiction, home) and not _foreign(was[d.provider].jurisdiction, home) for d in moved),
+        any(is_foreign(d.jurisdiction, home) and not is_foreign(was[d.provider].jurisdiction, home) for d in moved),
         tuple(f"{d.provider}: ultimate parent now {d.parent} ({d.jurisdiction or 'unknown'}), was {was[d.provider].parent} ({was[d.provider].jurisdiction or 'unknown'})" for d in moved),
     )
 
@@ -212,7 +208,7 @@ class StateStore:
                 added = [d for d in deps if d.provider not in old]
                 change = Change(
                     now, target, category, "dns", old, new, _jurisdictions(old_deps), _jurisdictions(deps),
-                    any(_foreign(d.jurisdiction, home) for d in added),
+                    any(is_foreign(d.jurisdiction, home) for d in added),
                     tuple(e for d in deps for e in d.evidence[:3]) or (f"no {category} dependency found",),
                 )
                 changes.append(self._insert_change(change))
