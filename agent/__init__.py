@@ -7,6 +7,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-from .hookspecs import hookimpl  # noqa: E402  (the one import a plugin needs from here)
+from .hookspecs import API_VERSION, hookimpl  # noqa: E402  (what a plugin needs from here)
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["API_VERSION", "__version__", "hookimpl"]

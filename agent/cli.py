@@ -16,12 +16,11 @@ from pathlib import Path
 
 import structlog
 
-from . import __version__, cli_data, logs
+from . import __version__, cli_data, cli_plugins, logs
 from .daemon import cli as daemon_cli
 from .config import AgentSettings, Config, parse_nameserver
 from .errors import DijkwachtError
 from .output import render_table, write_json
-from .pluginhost import make_plugin_manager
 from .runtime import build_runtime, load_config_with_plugins, load_data
 from .scanner import ScanError, TargetResult
 from .targets import InvalidTarget, Target, normalise_domain, read_targets_file, unique
@@ -74,15 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--stats", action="store_true", help="print timing and DNS query counts to stderr at the end")
     scan.add_argument("--demo", action="store_true", help="scan built-in example domains served by an embedded DNS server on 127.0.0.1 (works offline)")
 
-    plugins = sub.add_parser("plugins", help="list loaded plugins and their detectors")
-    plugins.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+    cli_plugins.add_strict_option(scan)
+    cli_plugins.add_parser(sub)
 
     catalog = sub.add_parser("catalog", help="list the provider catalog with owners and jurisdictions")
     catalog.add_argument("--config", metavar="FILE", help="configuration file (its catalog files are included)")
     catalog.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+    cli_plugins.add_strict_option(catalog)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", metavar="FILE", help="TOML configuration file")
+    cli_plugins.add_strict_option(check)
 
     cli_data.add_parser(sub)
     daemon_cli.add_parsers(sub)
@@ -146,7 +147,7 @@ def _targets(args: argparse.Namespace, config: Config) -> list[Target | str]:
 def _scan(args: argparse.Namespace) -> int:
     """Prepare everything synchronously (workers must fork before any event loop), then scan."""
     if args.config:
-        config, data = load_config_with_plugins(args.config)
+        config, data = load_config_with_plugins(args.config, strict=args.strict_plugins)
     else:
         config, data = Config(), None
     if args.demo:
@@ -155,7 +156,7 @@ def _scan(args: argparse.Namespace) -> int:
         config = replace(config, targets=(*config.targets, *DEMO_TARGETS_WITH_LABELS))
     settings = _scan_settings(args, config)
     if data is None or settings.data_dir != config.agent.data_dir:
-        data = load_data(settings)
+        data = load_data(settings, data.host if data else cli_plugins.load_host(None, args.strict_plugins))
     items = _targets(args, config)
     if not items:
         raise UsageError("no targets: give domains, --targets-file, a config with [[targets]], or --demo")
@@ -228,32 +229,11 @@ async def _in_place(stream: AsyncIterator[TargetResult], items: Sequence[Target 
         pass
 
 
-def _plugins(args: argparse.Namespace) -> int:
-    host = make_plugin_manager()
-    classes = host.detector_classes()
-    rows = []
-    for name in sorted(set(host.versions) | set(host.failed)):
-        detectors = [c for c in classes if host.detector_owner.get(c.name) == name]
-        rows.append(
-            {
-                "plugin": name,
-                "version": host.versions.get(name, ""),
-                "detectors": [{"name": c.name, "categories": list(c.categories), "description": c.description} for c in detectors],
-                "error": host.failed.get(name, ""),
-            }
-        )
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    for row in rows:
-        status = f"FAILED: {row['error']}" if row["error"] else ", ".join(f"{d['name']} ({'/'.join(d['categories'])})" for d in row["detectors"]) or "no detectors"
-        print(f"{row['plugin']:<12} {row['version']:<10} {status}")
-    return 0
-
-
 def _catalog(args: argparse.Namespace) -> int:
-    agent = load_config_with_plugins(args.config)[0].agent if args.config else AgentSettings()
-    catalog = load_data(agent).catalog
+    if args.config:
+        catalog = load_config_with_plugins(args.config, strict=args.strict_plugins)[1].catalog
+    else:
+        catalog = load_data(AgentSettings(), cli_plugins.load_host(None, args.strict_plugins)).catalog
     rows = []
     for provider in sorted(catalog.providers.values(), key=lambda p: p.id):
         owner = provider.owner_on(dt.date.today())
@@ -269,10 +249,14 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config, data = load_config_with_plugins(args.config)
+    config, data = load_config_with_plugins(args.config, strict=args.strict_plugins)
     print(f"{args.config}: ok ({len(config.targets)} targets, {len(data.detector_classes)} detectors, {len(data.catalog.providers)} providers, {sum(f.prefixes_v4 + f.prefixes_v6 for f in data.ranges.files)} IP prefixes)")
     for problem in config.problems:
         print(f"warning: {problem}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    for name, error in data.host.failed.items():
+        print(f"warning: plugin '{name}' is not used: {error}")
     return 0
 
 
@@ -285,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "scan":
             return _scan(args)
         if args.command == "plugins":
-            return _plugins(args)
+            return cli_plugins.run(args)
         if args.command == "catalog":
             return _catalog(args)
         if args.command == "check-config":

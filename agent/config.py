@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,15 @@ _TARGET_FIELDS = {"domain", "labels", "hosts"}
 
 
 @dataclass(frozen=True)
+class PluginSettings:
+    disable: tuple[str, ...] = ()  # plugin (entry-point) names not to load
+    strict: bool = False  # a plugin that cannot be used is fatal, not skipped
+
+
+_PLUGINS_FIELDS: dict[str, Callable[[Any], Any]] = {"disable": _strings, "strict": _bool}
+
+
+@dataclass(frozen=True)
 class Config:
     path: str = ""
     agent: AgentSettings = field(default_factory=AgentSettings)
@@ -188,6 +197,8 @@ class Config:
     detectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     targets: tuple[Target, ...] = ()
     problems: tuple[TargetsFileProblem, ...] = ()
+    plugins: PluginSettings = field(default_factory=PluginSettings)
+    warnings: tuple[str, ...] = ()
 
 
 class _Doc:
@@ -222,13 +233,7 @@ def _relative(base: Path, value: str) -> str:
     return str(base / value) if value and not os.path.isabs(value) else value
 
 
-def load_config(path: Path | str, detector_schemas: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
-    """Load and validate a config file.
-
-    `detector_schemas` maps detector names to their settings' defaults (see Detector.settings);
-    when given, `[detectors.<name>]` tables are checked against them.
-    """
-    path = Path(path)
+def _parse(path: Path) -> tuple[_Doc, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -238,11 +243,44 @@ def load_config(path: Path | str, detector_schemas: Mapping[str, Mapping[str, An
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from exc
-    doc = _Doc(str(path), text)
-    unknown = set(raw) - {"agent", "daemon", "detectors", "targets"}
+    unknown = set(raw) - set(_SECTIONS)
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(str(path), "unknown section (known: agent, daemon, detectors, targets)", key=key, line=find_line(text, key) or find_line(text, "", key))
+        raise ConfigError(str(path), f"unknown section (known: {', '.join(_SECTIONS)})", key=key, line=find_line(text, key) or find_line(text, "", key))
+    return _Doc(str(path), text), raw
+
+
+_SECTIONS = ("agent", "daemon", "detectors", "plugins", "targets")
+
+
+def load_plugin_settings(path: Path | str) -> PluginSettings:
+    """Only the `[plugins]` section: it must be known before plugins (and their settings) load."""
+    doc, raw = _parse(Path(path))
+    return PluginSettings(**doc.section("plugins", raw.get("plugins", {}), _PLUGINS_FIELDS))
+
+
+def load_config(
+    path: Path | str,
+    detector_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    plugin_names: Collection[str] | None = None,
+    unloaded: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate a config file.
+
+    `detector_schemas` maps detector names to their settings' defaults (see Detector.settings);
+    when given, `[detectors.<name>]` tables are checked against them. `plugin_names` (when
+    given) are the installed plugins `[plugins] disable` may name; while any plugin is
+    `unloaded` (failed or disabled: plugin -> why), settings of a detector that is not loaded
+    may be that plugin's and are ignored with a warning instead of being an error.
+    """
+    path = Path(path)
+    doc, raw = _parse(path)
+    plugins = doc.section("plugins", raw.get("plugins", {}), _PLUGINS_FIELDS)
+    if plugin_names is not None:
+        for name in plugins.get("disable", ()):
+            if name not in plugin_names:
+                raise doc.error("plugins", "disable", f"no plugin named '{name}' is installed (installed: {', '.join(sorted(plugin_names))})")
 
     base = path.parent
     agent = doc.section("agent", raw.get("agent", {}), _AGENT_FIELDS)
@@ -256,7 +294,8 @@ def load_config(path: Path | str, detector_schemas: Mapping[str, Mapping[str, An
         if key in daemon:
             daemon[key] = _relative(base, daemon[key])
 
-    detectors = _detector_settings(doc, raw.get("detectors", {}), detector_schemas)
+    warnings: list[str] = []
+    detectors = _detector_settings(doc, raw.get("detectors", {}), detector_schemas, unloaded or {}, warnings)
     targets = _targets(doc, raw.get("targets", []))
     problems: list[TargetsFileProblem] = []
     if agent.get("targets_file"):
@@ -265,10 +304,12 @@ def load_config(path: Path | str, detector_schemas: Mapping[str, Mapping[str, An
         except ConfigError as exc:
             raise doc.error("agent", "targets_file", exc.message + f" ({agent['targets_file']})") from None
         targets.extend(more)
-    return Config(str(path), AgentSettings(**agent), DaemonSettings(**daemon), detectors, tuple(targets), tuple(problems))
+    return Config(str(path), AgentSettings(**agent), DaemonSettings(**daemon), detectors, tuple(targets), tuple(problems), PluginSettings(**plugins), tuple(warnings))
 
 
-def _detector_settings(doc: _Doc, raw: Any, schemas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+def _detector_settings(
+    doc: _Doc, raw: Any, schemas: Mapping[str, Mapping[str, Any]] | None, unloaded: Mapping[str, str], warnings: list[str]
+) -> dict[str, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise doc.error("", "detectors", "must be a table of [detectors.<name>] tables")
     out: dict[str, dict[str, Any]] = {}
@@ -280,18 +321,37 @@ def _detector_settings(doc: _Doc, raw: Any, schemas: Mapping[str, Mapping[str, A
             out[name] = dict(table)
             continue
         if name not in schemas:
+            if unloaded:  # perhaps the settings of a plugin that failed or is disabled
+                why = "; ".join(f"{plugin}: {reason}" for plugin, reason in sorted(unloaded.items()))
+                warnings.append(str(doc.error("detectors", name, f"ignored: no detector of that name is loaded (not loaded: {why})")))
+                continue
             raise doc.error("detectors", name, f"no detector of that name is loaded (loaded: {', '.join(sorted(schemas))})")
-        defaults = schemas[name]
-        settings = dict(defaults)
-        for key, value in table.items():
-            if key not in defaults:
-                known = ", ".join(sorted(defaults)) or "none"
-                raise doc.error(where, key, f"unknown setting (known: {known})")
-            if not _same_type(defaults[key], value):
-                raise doc.error(where, key, f"must be of the same type as the default {defaults[key]!r}")
-            settings[key] = value
-        out[name] = settings
+        try:
+            out[name] = check_detector_settings(schemas[name], table)
+        except _SettingError as exc:
+            raise doc.error(where, exc.key, exc.message) from None
     return out
+
+
+class _SettingError(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+def check_detector_settings(defaults: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A detector's settings: its defaults overridden by `values`, which must have their types.
+
+    Raises ValueError ("key: why") for an unknown key or a value of another type.
+    """
+    settings = dict(defaults)
+    for key, value in values.items():
+        if key not in defaults:
+            raise _SettingError(key, f"unknown setting (known: {', '.join(sorted(defaults)) or 'none'})")
+        if not _same_type(defaults[key], value):
+            raise _SettingError(key, f"must be of the same type as the default {defaults[key]!r}")
+        settings[key] = value
+    return settings
 
 
 def _same_type(default: Any, value: Any) -> bool:

@@ -8,7 +8,7 @@ for (or leak queries about) real organisations.
 from __future__ import annotations
 
 from .targets import Target
-from .testing import FakeDNSServer
+from .testing.dnsserver import FakeDNSServer
 
 DEMO_ZONE = """
 ; A municipality on Microsoft 365 with Teams

@@ -18,3 +18,12 @@ class ConfigError(DijkwachtError):
         where = path if line is None else f"{path}:{line}"
         what = f"{key}: " if key else ""
         super().__init__(f"{where}: {what}{message}")
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception raised by plugin code, without trusting its __str__."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 PROJECT = "dijkwacht"
+# The plugin API: these hooks, dijkwacht.detector, the DetectorContext and dijkwacht.testing.
+# The minor number grows with additions a plugin may rely on; the major one with any change
+# that can break a plugin. A plugin declares what it supports in its module:
+#     DIJKWACHT_API = ">=1.0,<2"
+API_VERSION = "1.0"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

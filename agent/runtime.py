@@ -12,14 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from .catalog import Catalog, load_catalog
-from .config import AgentSettings, Config, load_config
+from .config import AgentSettings, Config, load_config, load_plugin_settings
 from .detector import Detector
 from .dns import DNSEngine
 from .httpprobe import HttpProbe
 from .ipranges import IPRanges, load_ranges
+from .isolation import Isolation
 from .pluginhost import PluginHost, make_plugin_manager
 from .scanner import Scanner, Services
+
+log = structlog.get_logger()
 
 
 @dataclass
@@ -31,6 +36,11 @@ class Data:
     catalog: Catalog
     ranges: IPRanges
 
+    @property
+    def trusted(self) -> frozenset[str]:
+        """Detectors of dijkwacht's own distribution: they run on the scan's loop, not a lane."""
+        return self.host.builtin_detectors
+
 
 def load_data(agent: AgentSettings, host: PluginHost | None = None, classes: list[type[Detector]] | None = None) -> Data:
     host = host or make_plugin_manager()
@@ -39,11 +49,20 @@ def load_data(agent: AgentSettings, host: PluginHost | None = None, classes: lis
     return Data(host, classes, catalog, load_ranges(agent.data_dir))
 
 
-def load_config_with_plugins(path: Path | str, host: PluginHost | None = None) -> tuple[Config, Data]:
-    """Load a config file, validating `[detectors.*]` against the loaded detectors' settings."""
-    host = host or make_plugin_manager()
+def load_config_with_plugins(path: Path | str, host: PluginHost | None = None, *, strict: bool = False) -> tuple[Config, Data]:
+    """Load a config file, validating `[detectors.*]` against the loaded detectors' settings.
+
+    The `[plugins]` section is read first: it says which plugins to load, and how strictly.
+    """
+    if host is None:
+        plugins = load_plugin_settings(path)
+        host = make_plugin_manager(disable=plugins.disable, strict=strict or plugins.strict)
     classes = host.detector_classes()
-    config = load_config(path, {cls.name: dict(cls.settings) for cls in classes})
+    config = load_config(
+        path, {cls.name: dict(cls.settings) for cls in classes}, plugin_names={r.name for r in host.records}, unloaded=host.unloaded
+    )
+    for warning in config.warnings:
+        log.warning("config.warning", warning=warning)
     return config, load_data(config.agent, host, classes)
 
 
@@ -54,8 +73,11 @@ class Runtime:
     data: Data
     http: HttpProbe | None = None
     detectors: list[Detector] = field(default_factory=list)
+    isolation: Isolation | None = None  # closed with the runtime when the runtime made it
 
     async def close(self) -> None:
+        if self.isolation is not None:
+            await self.isolation.close()
         if self.http is not None:
             await self.http.close()
         await self.engine.close()
@@ -68,11 +90,18 @@ def build_runtime(
     *,
     only: Sequence[str] = (),
     dns_stats: Counter[str] | None = None,
+    isolation: Isolation | None = None,
 ) -> Runtime:
-    """Build engine, probe and scanner. Must be called inside a running event loop."""
+    """Build engine, probe and scanner. Must be called inside a running event loop.
+
+    A daemon passes its one `isolation` (lanes and quarantine outlive a reload); without it the
+    runtime makes its own and closes it with itself.
+    """
     engine = DNSEngine(agent.nameservers, timeout=agent.dns_timeout, tries=agent.dns_tries, max_inflight=agent.max_inflight, stats=dns_stats)
     http = HttpProbe(engine, timeout=agent.http_timeout) if agent.http_probe else None
     settings = detector_settings or {}
     detectors = [cls(settings.get(cls.name)) for cls in data.detector_classes if not only or cls.name in only]
     services = Services(engine, data.catalog, data.ranges, agent.home_codes, http)
-    return Runtime(Scanner(services, detectors, detector_timeout=agent.detector_timeout), engine, data, http, detectors)
+    owned = Isolation() if isolation is None else None
+    scanner = Scanner(services, detectors, detector_timeout=agent.detector_timeout, isolation=isolation or owned, trusted=data.trusted)
+    return Runtime(scanner, engine, data, http, detectors, owned)

@@ -1,8 +1,10 @@
 """The scan orchestrator, shared by `dijkwacht scan` and the daemon.
 
 For one target it runs every detector concurrently, each under the core's timeout, times them,
-captures their exceptions and failed lookups as errors, then merges the findings into
-dependencies and attaches name, parent, jurisdiction and `foreign` from the catalog.
+captures their exceptions and failed lookups as errors, checks what they returned against the
+detector contract (see `accept`), then merges the findings into dependencies and attaches name,
+parent, jurisdiction and `foreign` from the catalog. Third-party detectors run on their own
+threads (see isolation.py); built-in ones on the scan's loop.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 import structlog
 
 from .budget import Budget
-from .catalog import Catalog, is_foreign
+from .catalog import CONFIDENCES, Catalog, is_foreign
 from .detector import CONFIDENCE_RANK, Detector, DetectorContext, Finding, TargetResolver, stronger
 from .dns import DNSEngine
 from .ipranges import IPRanges
+from .errors import describe
+from .isolation import Isolation
 from .targets import Target
 
 log = structlog.get_logger()
@@ -91,6 +95,64 @@ class Services:
     http: Any = None  # HttpProbe when probing is on
 
 
+MAX_FINDINGS = 1000  # per detector and target; real detectors return a handful
+
+
+def accept(returned: Any, detector: Detector, catalog: Catalog) -> tuple[list[Finding], str]:
+    """The findings of `returned` that keep the detector contract, and what was wrong with the rest.
+
+    The contract: a list (or tuple) of `Finding` (the class itself) whose category is one the
+    detector declares, whose confidence is a known one, whose evidence is a list of strings and
+    whose provider is in the catalog (an unknown provider would silently count as "not
+    foreign"). Only exact built-in types are accepted, so checking runs no plugin code on the
+    scan's loop; accepted findings are copied, so the plugin cannot change them afterwards.
+    """
+    if type(returned) not in (list, tuple):
+        return [], f"detect() returned {type(returned).__name__}, not a list of Finding"
+    if len(returned) > MAX_FINDINGS:
+        return [], f"detect() returned {len(returned)} findings (at most {MAX_FINDINGS} are accepted)"
+    found: list[Finding] = []
+    problems: list[str] = []
+    for i, item in enumerate(returned):
+        finding, problem = _check(item, detector, catalog)
+        if finding is not None:
+            found.append(finding)
+        elif len(problems) < 3:
+            problems.append(f"finding {i}: {problem}")
+    rejected = len(returned) - len(found)
+    if not rejected:
+        return found, ""
+    more = f" (and {rejected - len(problems)} more)" if rejected > len(problems) else ""
+    return found, f"rejected {rejected} of {len(returned)} findings: " + "; ".join(problems) + more
+
+
+def _check(item: Any, detector: Detector, catalog: Catalog) -> tuple[Finding | None, str]:
+    if type(item) is not Finding:
+        return None, f"{type(item).__name__}, not a Finding"
+    category, provider, evidence, confidence, service = item.category, item.provider, item.evidence, item.confidence, item.service
+    if type(category) is not str or category not in detector.categories:
+        return None, f"category {_show(category)} is not one the detector declares ({', '.join(detector.categories)})"
+    if type(confidence) is not str or confidence not in CONFIDENCES:
+        return None, f"confidence {_show(confidence)} is not one of {', '.join(CONFIDENCES)}"
+    if type(evidence) not in (list, tuple) or not all(type(e) is str for e in evidence):
+        return None, f"evidence must be a list of strings, not {_shape(evidence)}"
+    if type(provider) is not str or provider not in catalog.providers:
+        return None, f"provider {_show(provider)} is not in the catalog"
+    if type(service) is not str:
+        return None, f"service must be a string, not {type(service).__name__}"
+    return Finding(category, provider, list(evidence), confidence, service), ""
+
+
+def _show(value: Any) -> str:
+    return repr(value[:60]) if type(value) is str else type(value).__name__
+
+
+def _shape(value: Any) -> str:
+    if type(value) in (list, tuple):
+        return f"a {type(value).__name__} holding " + ", ".join(sorted({type(v).__name__ for v in value}))
+    return type(value).__name__
+
+
 class Classifier:
     """Merges findings into dependencies and applies the ownership model, in one place."""
 
@@ -100,6 +162,7 @@ class Classifier:
         self.today = today
 
     def dependencies(self, findings: Iterable[Finding]) -> list[Dependency]:
+        """Findings (already accepted: every provider is in the catalog) merged into dependencies."""
         merged: dict[tuple[str, str], Finding] = {}
         for f in findings:
             key = (f.category, f.provider)
@@ -113,10 +176,7 @@ class Classifier:
         day = self.today or dt.date.today()
         out = []
         for f in merged.values():
-            provider = self.catalog.providers.get(f.provider)
-            if provider is None:
-                out.append(Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence))
-                continue
+            provider = self.catalog.providers[f.provider]
             owner = provider.owner_on(day)
             foreign = is_foreign(owner.jurisdiction, self.home)
             name = f.service or provider.name
@@ -126,32 +186,66 @@ class Classifier:
 
 
 class Scanner:
-    def __init__(self, services: Services, detectors: Sequence[Detector], *, detector_timeout: float = 30.0, today: dt.date | None = None) -> None:
+    """Runs detectors on targets. With `isolation`, detectors not named in `trusted` run on lanes."""
+
+    def __init__(
+        self,
+        services: Services,
+        detectors: Sequence[Detector],
+        *,
+        detector_timeout: float = 30.0,
+        today: dt.date | None = None,
+        isolation: Isolation | None = None,
+        trusted: Iterable[str] = (),
+    ) -> None:
         self.services = services
         self.detectors = list(detectors)
         self.detector_timeout = detector_timeout
         self.classifier = Classifier(services.catalog, services.home, today)
+        trusted = frozenset(trusted)
+        self.lanes = {} if isolation is None else {d.name: isolation.lane(d.name) for d in self.detectors if d.name not in trusted}
+        if isolation is not None:
+            isolation.watchdog.watch(self.detectors)
 
     async def _run(self, detector: Detector, target: Target, cache: dict) -> tuple[list[Finding], list[str], float]:
         services = self.services
         resolver = TargetResolver(services.dns, target.domain, cache)
         ctx = DetectorContext(resolver, services.catalog, services.ip, detector.options, services.http)
         started = time.perf_counter()
-        problems: list[str] = []
+        lane = self.lanes.get(detector.name)
+        if lane is None:
+            returned, problem = await self._on_loop(detector, target, ctx)
+        else:
+            returned, problem = await lane.run(detector, target, ctx, self.detector_timeout)
         findings: list[Finding] = []
-        try:
-            async with asyncio.timeout(self.detector_timeout):  # no extra task, unlike wait_for
-                findings = list(await detector.detect(target, ctx))
-        except TimeoutError:
-            problems.append(f"timed out after {self.detector_timeout:g}s")
-        except Exception as exc:  # a broken detector must never take the scan down
-            problems.append(f"{type(exc).__name__}: {exc}")
-            log.warning("detector.crashed", detector=detector.name, target=target.domain, error=str(exc))
+        problems = [problem] if problem else []
+        if not problem:
+            findings, rejected = accept(returned, detector, services.catalog)
+            if rejected:
+                problems.append(rejected)
+        if problems:
+            log.warning("detector.failed", detector=detector.name, target=target.domain, error=problems[0])
         for answer in resolver.failures:
             message = answer.describe()
             if message not in problems:
                 problems.append(message)
         return findings, problems, time.perf_counter() - started
+
+    async def _on_loop(self, detector: Detector, target: Target, ctx: DetectorContext) -> tuple[Any, str]:
+        try:
+            async with asyncio.timeout(self.detector_timeout):  # no extra task, unlike wait_for
+                return await detector.detect(target, ctx), ""
+        except TimeoutError:
+            return None, f"timed out after {self.detector_timeout:g}s"
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the scan itself is cancelled: shutdown, /probe timeout
+                raise
+            return None, "raised CancelledError"
+        except KeyboardInterrupt:  # on the main thread this is the operator's Ctrl-C
+            raise
+        except BaseException as exc:  # a broken detector must never take the scan down
+            return None, describe(exc)
 
     async def scan(self, target: Target) -> TargetResult:
         t0 = time.perf_counter()

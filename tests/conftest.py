@@ -1,4 +1,5 @@
-"""Shared fixtures: the shared test data, a fresh plugin manager, the fake DNS server."""
+"""Shared fixtures: the shared test data. (`dns_server` and `plugin_host` come from the shipped
+test kit's pytest plugin, dijkwacht.testing.pytest_plugin.)"""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from pathlib import Path
 import pytest
 
 from dijkwacht.ipranges import load_ranges
-from dijkwacht.pluginhost import make_plugin_manager
-from dijkwacht.testing import FakeDNSServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -26,23 +25,3 @@ def shared(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def shared_ranges():
     return load_ranges(shared(IP_RANGES))
-
-
-@pytest.fixture
-def plugin_host():
-    return make_plugin_manager(autoload=False)
-
-
-@pytest.fixture
-async def dns_server():
-    """Factory: `await dns_server(zone_text, failures=..., truncate=...)` -> started server."""
-    servers = []
-
-    async def start(zone: str, **kwargs) -> FakeDNSServer:
-        server = await FakeDNSServer(zone, **kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()

@@ -58,6 +58,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "dijkwacht_scan_duration_seconds": ("histogram", frozenset()),
     "dijkwacht_dns_queries_total": ("counter", frozenset({"result"})),
     "dijkwacht_detector_errors_total": ("counter", frozenset({"detector"})),
+    "dijkwacht_plugin_info": ("gauge", frozenset({"plugin", "version", "distribution", "status"})),
+    "dijkwacht_event_loop_stalls_total": ("counter", frozenset({"detector"})),
     "dijkwacht_catalog_loaded_timestamp_seconds": ("gauge", frozenset()),
     "dijkwacht_catalog_providers": ("gauge", frozenset()),
     "dijkwacht_ip_ranges_updated_timestamp_seconds": ("gauge", frozenset({"provider"})),

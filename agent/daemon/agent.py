@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from ..budget import Budget
 from ..config import Config
 from ..errors import DijkwachtError
+from ..isolation import Isolation
 from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
 from ..scanner import TargetResult
 from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView
@@ -25,9 +26,10 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class Daemon:
-    def __init__(self, config_path: Path | str, *, clock=time.time) -> None:
+    def __init__(self, config_path: Path | str, *, clock=time.time, strict_plugins: bool = False) -> None:
         self.config_path = str(config_path)
         self.clock = clock
+        self.strict_plugins = strict_plugins
         self.snapshot = Snapshot()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StateCollector(self.snapshot))
@@ -40,6 +42,7 @@ class Daemon:
         self.config: Config | None = None
         self.data: Data | None = None
         self.runtime: Runtime | None = None
+        self.isolation: Isolation | None = None  # third-party detectors' lanes, for the agent's life
         self.state: StateStore | None = None
         self.targets: dict = {}
         self.ready = False
@@ -55,8 +58,10 @@ class Daemon:
 
     async def start(self) -> None:
         """Load everything or fail (at start an invalid config is fatal), then start scanning."""
-        config, data = load_config_with_plugins(self.config_path)
+        config, data = load_config_with_plugins(self.config_path, strict=self.strict_plugins)
         self.state = StateStore(config.daemon.state_path, config.daemon.confirmations)
+        self.isolation = Isolation()
+        self.snapshot.loop_stalls = self.isolation.watchdog.stalls
         restored = bool(self.state.scans())
         self._apply(config, data)
         if restored or not self.targets:
@@ -79,6 +84,8 @@ class Daemon:
         await asyncio.gather(*self._closing, return_exceptions=True)
         if self.runtime is not None:
             await self.runtime.close()
+        if self.isolation is not None:
+            await self.isolation.close()
         if self.state is not None:
             self.state.close()
         log.info("agent.stopped")
@@ -87,7 +94,7 @@ class Daemon:
         """Reload config, plugins, catalog and IP ranges; keep the old ones if anything is invalid."""
         async with self._reload_lock:
             try:
-                config, data = await asyncio.to_thread(load_config_with_plugins, self.config_path)
+                config, data = await asyncio.to_thread(load_config_with_plugins, self.config_path, strict=self.strict_plugins)
             except DijkwachtError as exc:
                 self.snapshot.reload_ok = False
                 log.error("config.reload_failed", error=str(exc), kept="previous configuration")
@@ -101,7 +108,7 @@ class Daemon:
         now = self.clock()
         home = config.agent.home_codes
         old_runtime = self.runtime
-        self.runtime = build_runtime(config.agent, data, config.detectors, dns_stats=self.dns_stats)
+        self.runtime = build_runtime(config.agent, data, config.detectors, dns_stats=self.dns_stats, isolation=self.isolation)
         self.config, self.data = config, data
         self.state.confirmations = config.daemon.confirmations
         self._budget = Budget(config.agent.concurrency)  # scans in flight finish on the old one
@@ -131,6 +138,8 @@ class Daemon:
         s.label_keys = tuple(sorted({k for t in self.targets.values() for k in t.labels}))
         s.home = home
         s.detectors = tuple(d.name for d in self.runtime.detectors)
+        s.plugins = tuple(data.host.records)
+        s.detector_plugin = data.host.detector_owner
         s.last_changes = {k: c for k, c in self.state.last_changes().items() if k[0] in self.targets}
         s.catalog_loaded = now
         s.catalog_providers = len(data.catalog.providers)
@@ -202,6 +211,8 @@ class Daemon:
         self.scan_duration.observe(result.duration)
         errors: Counter[str] = Counter(e.detector for e in result.errors)
         self.snapshot.detector_errors.update(errors)
+        if self.isolation is not None:
+            self.snapshot.quarantined = self.isolation.quarantined
         view = self.snapshot.views.get(domain)
         if view is None:
             return

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import structlog
 
+from ..cli_plugins import add_strict_option
 from ..config import load_config
 from ..errors import DijkwachtError
 from .agent import Daemon
@@ -27,6 +28,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--config", required=True, metavar="FILE", help="TOML configuration file")
     run.add_argument("--web.config.file", dest="web_config", metavar="FILE", help="exporter-toolkit web config (TLS, basic auth); default: [daemon] web_config")
     run.add_argument("--listen", metavar="HOST:PORT", help="address to serve HTTP on (default: [daemon] listen, 0.0.0.0:9849)")
+    add_strict_option(run)
 
     history = sub.add_parser("history", help="show confirmed dependency changes", description="Show the confirmed dependency changes the agent recorded.")
     where = history.add_mutually_exclusive_group(required=True)
@@ -54,7 +56,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    daemon = Daemon(args.config)
+    daemon = Daemon(args.config, strict_plugins=args.strict_plugins)
     await daemon.start()
     assert daemon.config is not None
     try:

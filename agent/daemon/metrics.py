@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from .. import __version__
 from ..catalog import is_foreign
 from ..ipranges import RangeFile
+from ..pluginhost import PluginRecord
 from ..scanner import Dependency
 from .state import Change
 
@@ -92,6 +93,10 @@ class Snapshot:
     range_files: tuple[RangeFile, ...] = ()
     reload_ok: bool = True
     reload_success_time: float = 0.0
+    plugins: tuple[PluginRecord, ...] = ()
+    detector_plugin: dict[str, str] = field(default_factory=dict)  # detector -> plugin
+    quarantined: dict[str, str] = field(default_factory=dict)  # detector -> why
+    loop_stalls: Counter[str] = field(default_factory=Counter)  # detector found running ("" none) -> stalls
 
 
 class StateCollector(Collector):
@@ -134,6 +139,22 @@ class StateCollector(Collector):
         for detector in s.detectors:
             detector_errors.add_metric([detector], s.detector_errors.get(detector, 0))
         yield detector_errors
+        quarantined = {s.detector_plugin.get(d) for d in s.quarantined}
+        plugins = GaugeMetricFamily(
+            "dijkwacht_plugin_info",
+            "1 per plugin found, with its status: loaded, disabled, failed (could not be used; `dijkwacht plugins` says why) "
+            "or quarantined (a detector of it timed out repeatedly and is no longer run until a restart).",
+            labels=["plugin", "version", "distribution", "status"],
+        )
+        for p in s.plugins:
+            plugins.add_metric([p.name, p.version, p.distribution, "quarantined" if p.name in quarantined else p.status], 1)
+        yield plugins
+        stalls = CounterMetricFamily(
+            "dijkwacht_event_loop_stalls", "Times the agent's event loop did not turn for over 0.5 s, by the detector found running (\"\" if none).", labels=["detector"]
+        )
+        for detector, count in sorted(s.loop_stalls.items()):
+            stalls.add_metric([detector], count)
+        yield stalls
         yield GaugeMetricFamily("dijkwacht_catalog_loaded_timestamp_seconds", "Unix time the provider catalog was last loaded.", value=s.catalog_loaded)
         yield GaugeMetricFamily("dijkwacht_catalog_providers", "Number of providers in the loaded catalog.", value=s.catalog_providers)
         updated = GaugeMetricFamily("dijkwacht_ip_ranges_updated_timestamp_seconds", "Unix time the provider's IP range file was last refreshed.", labels=["provider"])

@@ -1,0 +1,232 @@
+"""Third-party detectors on their own threads: one that blocks or spins costs only its own
+results, is blamed by name, is quarantined after repeated timeouts and has its spin ended; the
+scan's loop keeps turning. Lookups from a lane run on the scan's loop. The watchdog names a
+detector that stalls the scan's loop itself."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from dijkwacht import isolation
+from dijkwacht.catalog import EU, load_catalog
+from dijkwacht.config import AgentSettings
+from dijkwacht.detector import Detector, Finding
+from dijkwacht.dns import DNSEngine
+from dijkwacht.ipranges import IPRanges
+from dijkwacht.isolation import QUARANTINE_AFTER, Isolation
+from dijkwacht.runtime import build_runtime, load_data
+from dijkwacht.scanner import Scanner, Services
+from dijkwacht.targets import Target
+
+ZONE = """
+example.nl MX 0 example-nl.mail.protection.outlook.com.
+example.nl NS ns-1.awsdns-01.org.
+"""
+
+
+class Blocking(Detector):
+    name = "blocking"
+    categories = ("chat",)
+
+    async def detect(self, target, ctx):
+        time.sleep(1.5)  # blocks whatever loop it runs on
+        return []
+
+
+class Spinning(Detector):
+    name = "spinning"
+    categories = ("chat",)
+
+    async def detect(self, target, ctx):
+        while True:
+            pass
+
+
+class Slow(Detector):
+    name = "slow"
+    categories = ("chat",)
+
+    async def detect(self, target, ctx):
+        await asyncio.sleep(30)
+        return []
+
+
+class Looking(Detector):
+    """A well-behaved third-party detector that uses every bridged service."""
+
+    name = "looking"
+    categories = ("email",)
+
+    async def detect(self, target, ctx):
+        mx = await ctx.dns.resolve(target.domain, "MX")
+        addresses, chain = await ctx.dns.addresses(f"www.{target.domain}")
+        await ctx.dns.resolve(f"broken.{target.domain}", "TXT")
+        probe = await ctx.http.headers(f"www.{target.domain}", target.domain)
+        return [Finding("email", "microsoft", [f"MX {mx.records[0][1]}", *addresses, *chain, probe])]
+
+
+class LoopTicker:
+    """The largest gap between turns of the current loop while it runs."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            self.worst = max(self.worst, now - last - 0.01)
+            last = now
+
+    def stop(self) -> float:
+        self._task.cancel()
+        return self.worst
+
+
+async def scan_all(server, classes, targets, plugin_host, timeout):
+    agent = AgentSettings(nameservers=(server.address,), dns_timeout=0.4, dns_tries=1, detector_timeout=timeout)
+    data = load_data(agent, plugin_host)
+    data.detector_classes = [*data.detector_classes, *classes]
+    runtime = build_runtime(agent, data)
+    try:
+        return [r async for r in runtime.scanner.scan_all([Target(t) for t in targets])], runtime
+    finally:
+        await runtime.close()
+
+
+async def test_a_blocking_detector_costs_only_its_own_results(dns_server, plugin_host):
+    server = await dns_server(ZONE)
+    [baseline], _ = await scan_all(server, [], ["example.nl"], plugin_host, 0.5)
+    ticker = LoopTicker()
+    [result], _ = await scan_all(server, [Blocking], ["example.nl"], plugin_host, 0.5)
+    worst = ticker.stop()
+    assert [(e.detector, e.message) for e in result.errors] == [("blocking", "timed out after 0.5s")]
+    assert result.dependencies == baseline.dependencies
+    assert worst < 1.0, f"the scan's loop stalled {worst:.2f} s while a detector blocked its own"
+
+
+async def test_a_spinning_detector_is_quarantined_and_its_spin_ended(dns_server, plugin_host):
+    server = await dns_server(ZONE)
+    targets = [f"t{i}.example.nl" for i in range(QUARANTINE_AFTER + 2)]
+    ticker = LoopTicker()
+    results, runtime = await scan_all(server, [Spinning], targets, plugin_host, 0.5)
+    worst = ticker.stop()
+    messages = [[(e.detector, e.message) for e in r.errors if e.detector == "spinning"] for r in results]
+    assert all(len(m) == 1 for m in messages)
+    timed_out = sum(m[0][1] == "timed out after 0.5s" for m in messages)
+    assert timed_out >= QUARANTINE_AFTER
+    lane = runtime.scanner.lanes["spinning"]
+    assert lane.quarantined == f"timed out {QUARANTINE_AFTER} times in a row; restart the agent to retry"
+    # runtime.close() stopped the lane: the spin was interrupted and the thread has ended.
+    assert not lane._thread.is_alive()
+    assert worst < 1.0, f"the scan's loop stalled {worst:.2f} s while a detector spun on its own thread"
+
+
+async def test_a_quarantined_detector_is_not_run_but_still_reports_an_error(dns_server):
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    own = Isolation()
+    try:
+        scanner = Scanner(Services(engine, load_catalog(), IPRanges(), EU), [Slow()], detector_timeout=0.2, isolation=own)
+        for i in range(QUARANTINE_AFTER):
+            result = await scanner.scan(Target(f"t{i}.example.nl"))
+            assert [e.message for e in result.errors] == ["timed out after 0.2s"]
+        started = time.monotonic()
+        result = await scanner.scan(Target("later.example.nl"))
+        assert time.monotonic() - started < 0.2
+        assert [e.message for e in result.errors] == [f"quarantined: timed out {QUARANTINE_AFTER} times in a row; restart the agent to retry"]
+        assert result.incomplete == {"chat"}  # unknown, never "no provider"
+        assert own.quarantined == {"slow": f"timed out {QUARANTINE_AFTER} times in a row; restart the agent to retry"}
+    finally:
+        await own.close()
+        await engine.close()
+
+
+async def test_a_detector_that_kills_its_own_loop_is_quarantined(dns_server):
+    class LoopStopper(Detector):
+        name = "stopper"
+        categories = ("chat",)
+
+        async def detect(self, target, ctx):
+            asyncio.get_running_loop().call_soon(_raise_exit)
+            return []
+
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    own = Isolation()
+    try:
+        scanner = Scanner(Services(engine, load_catalog(), IPRanges(), EU), [LoopStopper()], detector_timeout=0.5, isolation=own)
+        # The loop ends before it hands the result back.
+        assert [e.message for e in (await scanner.scan(Target("example.nl"))).errors] == ["timed out after 0.5s"]
+        own.lanes["stopper"]._thread.join(5)
+        result = await scanner.scan(Target("example.nl"))
+        assert [e.message for e in result.errors] == ["quarantined: its event loop ended (SystemExit: 4)"]
+    finally:
+        await own.close()
+        await engine.close()
+
+
+def _raise_exit():
+    raise SystemExit(4)
+
+
+class ProbeOnMain:
+    """Stands in for the HTTP probe; notes the thread it is called on."""
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+
+    async def headers(self, host: str, domain: str) -> str:
+        self.threads.add(threading.get_ident())
+        return f"probed {host}"
+
+
+async def test_lookups_and_probes_of_a_lane_detector_run_on_the_scans_loop(dns_server):
+    server = await dns_server(ZONE + "www.example.nl CNAME edge.example.net.\nedge.example.net A 192.0.2.7\n", failures={"broken.example.nl": "servfail"})
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    probe = ProbeOnMain()
+    own = Isolation()
+    try:
+        scanner = Scanner(Services(engine, load_catalog(), IPRanges(), EU, probe), [Looking()], isolation=own)
+        result = await scanner.scan(Target("example.nl"))
+    finally:
+        await own.close()
+        await engine.close()
+    [dep] = result.dependencies
+    assert dep.evidence == ("MX example-nl.mail.protection.outlook.com", "192.0.2.7", "edge.example.net", "probed www.example.nl")
+    assert [e.message for e in result.errors] == ["TXT broken.example.nl: SERVFAIL"]  # recorded by the core's resolver
+    assert probe.threads == {threading.get_ident()}
+    assert engine.queries["data"] >= 3
+
+
+async def test_the_watchdog_names_a_detector_that_stalls_the_scans_loop(dns_server):
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    own = Isolation()
+    try:
+        scanner = Scanner(Services(engine, load_catalog(), IPRanges(), EU), [Blocking()], detector_timeout=5, isolation=own, trusted={"blocking"})
+        await scanner.scan(Target("example.nl"))
+        await asyncio.sleep(2 * isolation._TICK)  # the tick after the stall counts it
+    finally:
+        await own.close()
+        await engine.close()
+    assert own.watchdog.stalls == {"blocking": 1}
+
+
+class Quiet(Detector):
+    name = "quiet"
+    categories = ("chat",)
+
+    async def detect(self, target, ctx):
+        return []
+
+
+async def test_built_in_detectors_run_on_the_loop_and_others_on_lanes(dns_server, plugin_host):
+    server = await dns_server(ZONE)
+    [result], runtime = await scan_all(server, [Quiet], ["example.nl"], plugin_host, 5)
+    assert result.errors == [] and set(result.timings) == {"cdn", "dns", "email", "hosting", "video", "quiet"}
+    assert set(runtime.scanner.lanes) == {"quiet"}
