@@ -17,7 +17,7 @@ from dijkwacht.catalog import load_catalog
 from dijkwacht.config import AgentSettings
 from dijkwacht.detector import Detector, Finding
 from dijkwacht.pluginhost import PluginError, make_plugin_manager
-from dijkwacht.runtime import build_runtime, load_data
+from dijkwacht.runtime import build_runtime, load_config_with_plugins, load_data
 from dijkwacht.targets import Target
 
 BUILTIN = {"cdn", "dns", "email", "hosting", "video"}
@@ -298,3 +298,29 @@ def test_catalog_is_shared_read_only_data():
     assert "microsoft" in catalog.providers
     with pytest.raises(dataclasses.FrozenInstanceError):
         catalog.providers["microsoft"].jurisdiction = "NL"
+
+
+def test_settings_of_a_plugin_that_failed_are_ignored_with_a_warning(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "chat", "raise ImportError('no module named foo')\n")
+    config = tmp_path / "dijkwacht.toml"
+    config.write_text("[detectors.cdn]\nhosts = []\n\n[detectors.chat]\ntoken = 'x'\n")
+    monkeypatch.delenv("DIJKWACHT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    loaded, _ = load_config_with_plugins(config)
+    assert "chat" not in loaded.detectors
+    assert loaded.warnings == (f"{config}:4: detectors.chat: ignored: no detector of that name is loaded (not loaded: chat: import failed: ImportError: no module named foo)",)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "dijkwacht.cli", "check-config", str(config)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "warning: plugin 'chat' is not used: import failed: ImportError: no module named foo" in done.stdout
+    strict = subprocess.run([sys.executable, "-m", "dijkwacht.cli", "check-config", str(config), "--strict-plugins"], capture_output=True, text=True, env=env)
+    assert (strict.returncode, strict.stdout) == (2, "")
+
+
+def test_a_new_plugin_is_found_by_the_next_load_but_an_edited_one_is_not_reimported(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "dijkwacht_chat", GOOD)
+    first = make_plugin_manager(autoload=True)
+    install(tmp_path, monkeypatch, "dijkwacht_later", GOOD.replace('"chat"', '"later"'))
+    (tmp_path / "dijkwacht_chat.py").write_text(GOOD.replace('name = "chat"', 'name = "edited"'))
+    second = make_plugin_manager(autoload=True)  # what a reload does
+    assert {c.name for c in second.detector_classes()} == BUILTIN | {"chat", "later"}
+    assert record(second, "dijkwacht_chat").detectors == record(first, "dijkwacht_chat").detectors
