@@ -205,7 +205,7 @@ async def _run_scan(args, settings: AgentSettings, data, config: Config, only, i
             await write_json(results, sys.stdout)
         else:
             collected = [r async for r in results]
-            sys.stdout.write(render_table(collected, ip_data=not data.ranges.empty))
+            sys.stdout.write(render_table(collected, ip_data=not data.ranges.empty, count_inferred=settings.count_inferred))
     finally:
         if runtime is not None:
             await runtime.close()
