@@ -4,7 +4,8 @@ A third-party detector runs on its own event loop in its own thread (a *lane*). 
 (`time.sleep`, a blocking socket) or spins the CPU stalls only its own lane: the main loop keeps
 scanning with the other detectors and keeps answering /metrics, and the core's timeout, applied
 from the main loop, marks that detector (and no other) as timed out. After QUARANTINE_AFTER
-timeouts in a row the detector is quarantined for the life of the process: it is given no more
+timeouts in a row in its own code (not while waiting for lookups, which may just be slow) the
+detector is quarantined for the life of the process: it is given no more
 work, each target gets an error for it (its categories stay "unknown", never "gone"), and its
 thread is stopped -- a pure-Python spin is interrupted with an asynchronous exception; a thread
 blocked inside native code is left behind (it holds no GIL while blocked).
@@ -40,7 +41,7 @@ from .targets import Target
 
 log = structlog.get_logger()
 
-QUARANTINE_AFTER = 5  # timeouts in a row
+QUARANTINE_AFTER = 5  # timeouts in a row, in the detector's own code
 STOP_GRACE = 0.5  # seconds a lane's thread gets to end, before and after each interrupt
 STOP_ATTEMPTS = 3
 STALL = 0.5  # seconds without a turn of the main loop that count as a stall
@@ -58,42 +59,53 @@ async def _on(loop: asyncio.AbstractEventLoop, coroutine: Awaitable[T]) -> T:
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, loop))  # type: ignore[arg-type]
 
 
+class _Call:
+    """One call of a detector on a lane. The main loop marks it abandoned when it gives up;
+    `waiting` counts the lookups and probes it has in flight on the main loop."""
+
+    __slots__ = ("abandoned", "waiting")
+
+    def __init__(self) -> None:
+        self.abandoned = False
+        self.waiting = 0
+
+    async def on(self, loop: asyncio.AbstractEventLoop, coroutine: Awaitable[T]) -> T:
+        self.waiting += 1
+        try:
+            return await _on(loop, coroutine)
+        finally:
+            self.waiting -= 1
+
+
 class BridgedResolver:
     """`ctx.dns` of a detector on a lane: the same calls, answered by the main loop's engine."""
 
-    __slots__ = ("_resolver", "_main")
+    __slots__ = ("_resolver", "_main", "_call")
 
-    def __init__(self, resolver: TargetResolver, main: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, resolver: TargetResolver, main: asyncio.AbstractEventLoop, call: _Call) -> None:
         self._resolver = resolver
         self._main = main
+        self._call = call
 
     async def resolve(self, name: str, qtype: str):
-        return await _on(self._main, self._resolver.resolve(name, qtype))
+        return await self._call.on(self._main, self._resolver.resolve(name, qtype))
 
     async def addresses(self, name: str):
-        return await _on(self._main, self._resolver.addresses(name))
+        return await self._call.on(self._main, self._resolver.addresses(name))
 
 
 class BridgedHttp:
     """`ctx.http` of a detector on a lane (the aiohttp session belongs to the main loop)."""
 
-    __slots__ = ("_http", "_main")
+    __slots__ = ("_http", "_main", "_call")
 
-    def __init__(self, http: Any, main: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, http: Any, main: asyncio.AbstractEventLoop, call: _Call) -> None:
         self._http = http
         self._main = main
+        self._call = call
 
     async def headers(self, host: str, domain: str):
-        return await _on(self._main, self._http.headers(host, domain))
-
-
-class _Call:
-    """One call of a detector on a lane; the main loop marks it abandoned when it gives up."""
-
-    __slots__ = ("abandoned",)
-
-    def __init__(self) -> None:
-        self.abandoned = False
+        return await self._call.on(self._main, self._http.headers(host, domain))
 
 
 async def _contained(call: _Call, detector: Detector, target: Target, ctx: DetectorContext) -> tuple[Any, str]:
@@ -146,39 +158,43 @@ class Lane:
         finally:
             self.loop.close()
 
-    async def run(self, detector: Detector, target: Target, ctx: DetectorContext, timeout: float) -> tuple[Any, str]:
-        """(returned value, "") or (None, why it failed). Called on the main loop."""
+    async def run(self, detector: Detector, target: Target, ctx: DetectorContext, timeout: float) -> tuple[Any, str, bool]:
+        """(returned value, "", False) or (None, why it failed, whether that is transient: a
+        timeout while waiting for lookups). Called on the main loop."""
         if not self.quarantined and not self._thread.is_alive():
             self.quarantine(f"its event loop ended ({self.ended or 'stopped by the plugin'})")
         if self.quarantined:
-            return None, f"quarantined: {self.quarantined}"
-        lane_ctx = DetectorContext(
-            BridgedResolver(ctx.dns, self.main), ctx.catalog, ctx.ip, ctx.settings, None if ctx.http is None else BridgedHttp(ctx.http, self.main)
-        )
+            return None, f"quarantined: {self.quarantined}", False
         call = _Call()
+        lane_ctx = DetectorContext(
+            BridgedResolver(ctx.dns, self.main, call), ctx.catalog, ctx.ip, ctx.settings, None if ctx.http is None else BridgedHttp(ctx.http, self.main, call)
+        )
         coroutine = _contained(call, detector, target, lane_ctx)
         try:
             future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         except RuntimeError:  # the loop closed just now
             coroutine.close()
-            return None, "its event loop ended"
+            return None, "its event loop ended", False
         waiter = self.main.create_future()
         future.add_done_callback(lambda done: self._settle(waiter, done))
         try:
             async with asyncio.timeout(timeout):
                 outcome = await waiter
         except BaseException as exc:  # the timeout, or the scan itself being cancelled
+            # Transient (worth another try) only if it was waiting for lookups, not running its own code.
+            waiting = call.waiting > 0  # read before the cancellation unwinds them
             call.abandoned = True
             if not self.loop.is_closed():
                 future.cancel()
             if not isinstance(exc, TimeoutError):
                 raise
-            self.timeouts += 1
-            if self.timeouts >= QUARANTINE_AFTER and not self.quarantined:
-                self.quarantine(f"timed out {self.timeouts} times in a row; restart the agent to retry")
-            return None, f"timed out after {timeout:g}s"
+            if not waiting:  # slow DNS is no fault of the detector's
+                self.timeouts += 1
+                if self.timeouts >= QUARANTINE_AFTER and not self.quarantined:
+                    self.quarantine(f"timed out {self.timeouts} times in a row; restart the agent to retry")
+            return None, f"timed out after {timeout:g}s", waiting
         self.timeouts = 0
-        return outcome
+        return (*outcome, False)
 
     def _settle(self, waiter: asyncio.Future[Any], done: concurrent.futures.Future[Any]) -> None:
         """Hand a lane's result to the main loop (called on the lane's thread)."""

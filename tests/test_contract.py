@@ -86,6 +86,8 @@ GOOD = Finding("chat", "microsoft", ["TXT abc"], "indicated")
         ([Finding("chat", "okat", ["x"])], "rejected 1 of 1 findings: finding 0: provider 'okat' is not in the catalog"),
         ([Finding("chat", None, ["x"])], "rejected 1 of 1 findings: finding 0: provider NoneType is not in the catalog"),
         ([Finding("chat", "microsoft", ["x"], service=3)], "rejected 1 of 1 findings: finding 0: service must be a string, not int"),
+        ([Finding("chat", "microsoft", ["x"], role=None)], "rejected 1 of 1 findings: finding 0: role NoneType is not a lowercase word ([a-z0-9-])"),
+        ([Finding("chat", "microsoft", ["x"], role="Chat Platform")], "rejected 1 of 1 findings: finding 0: role 'Chat Platform' is not a lowercase word ([a-z0-9-])"),
         ([GOOD, Finding("chat", "okat", ["x"])], "rejected 1 of 2 findings: finding 1: provider 'okat' is not in the catalog"),
         ([Finding("chat", f"typo{i}", ["x"]) for i in range(5)], "rejected 5 of 5 findings: finding 0: provider 'typo0' is not in the catalog; finding 1: provider 'typo1' is not in the catalog; finding 2: provider 'typo2' is not in the catalog (and 2 more)"),
         ([GOOD] * (MAX_FINDINGS + 1), f"detect() returned {MAX_FINDINGS + 1} findings (at most {MAX_FINDINGS} are accepted)"),

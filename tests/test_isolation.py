@@ -9,6 +9,8 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from dijkwacht import isolation
 from dijkwacht.catalog import EU, load_catalog
 from dijkwacht.config import AgentSettings
@@ -230,3 +232,30 @@ async def test_built_in_detectors_run_on_the_loop_and_others_on_lanes(dns_server
     [result], runtime = await scan_all(server, [Quiet], ["example.nl"], plugin_host, 5)
     assert result.errors == [] and set(result.timings) == {"cdn", "dns", "email", "hosting", "video", "quiet"}
     assert set(runtime.scanner.lanes) == {"quiet"}
+
+
+class Asking(Detector):
+    name = "asking"
+    categories = ("chat",)
+
+    async def detect(self, target, ctx):
+        await ctx.dns.resolve(f"silent.{target.domain}", "TXT")
+        return []
+
+
+@pytest.mark.parametrize(("cls", "slow_dns"), [(Asking, True), (Slow, False)])
+async def test_a_timeout_while_waiting_for_lookups_is_transient_and_no_strike(dns_server, cls, slow_dns):
+    # Worth a retry when the lookups were slow, and no fault of the detector; when its own code
+    # was slow, it is neither.
+    server = await dns_server(ZONE, failures={f"silent.t{i}.example.nl": "timeout" for i in range(QUARANTINE_AFTER)})
+    engine = DNSEngine([server.address], timeout=2, tries=1)
+    own = Isolation()
+    try:
+        scanner = Scanner(Services(engine, load_catalog(), IPRanges(), EU), [cls()], detector_timeout=0.3, isolation=own)
+        results = [await scanner.scan(Target(f"t{i}.example.nl")) for i in range(QUARANTINE_AFTER)]
+    finally:
+        await own.close()
+        await engine.close()
+    assert {e.message for r in results for e in r.errors} == {"timed out after 0.3s"}
+    assert all(r.transient is slow_dns for r in results)
+    assert bool(own.quarantined) is not slow_dns

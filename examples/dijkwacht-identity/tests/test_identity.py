@@ -28,9 +28,9 @@ async def test_okta_and_entra_id_are_found_with_their_jurisdiction(dns_server):
     server = await dns_server(ZONE)
     run = await run_detector(IdentityDetector, "gemeente.nl", server)
     assert run.errors == []
-    assert [(d.provider, d.name, d.jurisdiction, d.foreign, d.evidence) for d in run.dependencies] == [
-        ("microsoft", "Microsoft Entra ID", "US", True, ("CNAME enterpriseregistration.gemeente.nl -> enterpriseregistration.windows.net",)),
-        ("okta", "Okta Workforce Identity", "US", True, ("CNAME login.gemeente.nl -> gemeente.okta.com",)),
+    assert [(d.provider, d.name, d.role, d.jurisdiction, d.foreign, d.evidence) for d in run.dependencies] == [
+        ("microsoft", "Microsoft Entra ID", "identity", "US", True, ("CNAME enterpriseregistration.gemeente.nl -> enterpriseregistration.windows.net",)),
+        ("okta", "Okta Workforce Identity", "identity", "US", True, ("CNAME login.gemeente.nl -> gemeente.okta.com",)),
     ]
 
 
