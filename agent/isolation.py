@@ -272,7 +272,8 @@ class LoopWatchdog:
         if lag > STALL:
             detector = self._suspect or ""
             self.stalls[detector] += 1
-            log.warning("loop.stalled", seconds=round(lag, 2), detector=detector or None)
+            # Named, it is a detector to fix; unnamed, most likely a busy machine.
+            (log.warning if detector else log.info)("loop.stalled", seconds=round(lag, 2), detector=detector or None)
         self._suspect = None
         self._beat = now
         self._handle = self.loop.call_later(_TICK, self._tick)

@@ -37,3 +37,15 @@ def test_metrics_scrape_benchmark_smoke():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets: 300" in done.stdout and "scrape: median" in done.stdout
+
+
+def test_plugin_isolation_benchmark_smoke():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "plugin_isolation.py"), "--targets", "20", "--seconds", "3", "--scan-targets", "40", "--cases", "none-lane,spin-lane"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "none detector on its own thread" in out and "spin detector on its own thread" in out
+    assert "quarantined after" in out and "built-in detector errors: 0" in out
+    assert "+ third-party detector on its own thread" in out
