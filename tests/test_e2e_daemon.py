@@ -113,8 +113,8 @@ labels = {{ sector = "hospital" }}
     knot.stop()
 
 
-DUTCH = 'dijkwacht_dependency_info{category="email",foreign="false",jurisdiction="BE",provider="transip",target="gemeente.nl"} 1.0'
-MICROSOFT = 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",target="gemeente.nl"} 1.0'
+DUTCH = 'dijkwacht_dependency_info{category="email",confidence="confirmed",foreign="false",jurisdiction="BE",provider="transip",target="gemeente.nl"} 1.0'
+MICROSOFT = 'dijkwacht_dependency_info{category="email",confidence="confirmed",foreign="true",jurisdiction="US",provider="microsoft",target="gemeente.nl"} 1.0'
 
 
 def test_move_to_microsoft_is_confirmed_and_survives_kill_9(setup):
@@ -142,7 +142,7 @@ def test_move_to_microsoft_is_confirmed_and_survives_kill_9(setup):
     assert "MX 0 gemeente-nl.mail.protection.outlook.com" in change["evidence"]
     text = agent.metrics()
     assert MICROSOFT in text and DUTCH not in text
-    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="BE",from_provider="transip",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
+    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="BE",from_provider="transip",kind="home_to_foreign",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
     table = subprocess.run([sys.executable, "-m", "dijkwacht.cli", "history", "--config", str(agent.config)], capture_output=True, text=True).stdout
     assert "gemeente.nl  email  dns  transip (BE) -> microsoft (US)  FOREIGN" in table
 
@@ -155,7 +155,9 @@ def test_move_to_microsoft_is_confirmed_and_survives_kill_9(setup):
     assert 'to_provider="microsoft"' in text
     time.sleep(3)
     assert len(agent.history()) == 1
-    assert 'dijkwacht_dependency_changes_total' not in [line.split("{")[0] for line in agent.metrics().splitlines() if not line.startswith("#")]
+    # The counters start again from 0 (no new event), every series still present.
+    counts = re.findall(r"^dijkwacht_dependency_changes_total\{.*\} (\S+)$", agent.metrics(), re.M)
+    assert counts and {float(c) for c in counts} == {0.0}
 
     # SIGTERM: a clean exit within a few seconds.
     started = time.monotonic()
