@@ -219,7 +219,7 @@ def test_real_prometheus_scrapes_the_agent_and_fires_the_move_alert(setup, tmp_p
         [alert] = wait(firing, timeout=40, what="DijkwachtDependencyMovedForeign firing in Prometheus")
         assert alert["labels"]["target"] == "gemeente.nl"
         assert (alert["labels"]["from_provider"], alert["labels"]["to_provider"]) == ("transip", "microsoft")
-        assert "moved to foreign provider microsoft (US)" in alert["annotations"]["summary"]
+        assert "moved out of home to microsoft (US)" in alert["annotations"]["summary"]
         status, body = get(f"{api}/query?query=sum(dijkwacht_foreign_dependencies)")
         assert status == 200 and float(json.loads(body)["data"]["result"][0]["value"][1]) >= 2  # both targets on Microsoft now
     finally:
