@@ -6,9 +6,11 @@ change a figure. Per-target series are joined per agent (`agent_labels` + `targe
 
 from __future__ import annotations
 
+from dijkwacht.dns import FAILED
+
 from .config import Config, seconds
 
-FAILED_RESULTS = "servfail|refused|timeout|error"
+FAILED_RESULTS = "|".join(sorted(FAILED))
 
 
 def recorded(cfg: Config) -> dict[str, str]:

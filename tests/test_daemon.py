@@ -103,6 +103,7 @@ async def test_metrics_show_dependencies_after_first_pass(running):
     # Every (category, kind, reason) change counter exists before any change, so increase() sees the first.
     assert 'dijkwacht_dependency_changes_total{category="email",kind="home_to_foreign",reason="dns"} 0.0' in text
     assert 'dijkwacht_dependency_changes_total{category="dns",kind="other",reason="ownership"} 0.0' in text
+    assert 'dijkwacht_dns_queries_total{result="timeout"} 0.0' in text
     assert "Results are cached from the last scan" in text
     async with http.get(f"{base}/-/healthy") as response:
         assert response.status == 200

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..catalog import is_foreign
+from ..dns import STATUSES
 from ..ipranges import RangeFile
 from ..scanner import Dependency
 from .state import Change
@@ -177,8 +178,10 @@ class StateCollector(Collector):
         buckets.append(("+Inf", s.durations_count))
         yield HistogramMetricFamily("dijkwacht_scan_duration_seconds", "Duration of one target scan (all detectors).", buckets=buckets, sum_value=s.durations_sum)
         queries = CounterMetricFamily("dijkwacht_dns_queries", "DNS queries sent, by result class.", labels=["result"])
-        for result, count in sorted(s.dns_queries.items()):
-            queries.add_metric([result], count)
+        # Every class from the start: the first failures must show in rate(), and the failure
+        # share needs its numerator before the first failure.
+        for result in sorted({*STATUSES, *s.dns_queries}):
+            queries.add_metric([result], s.dns_queries.get(result, 0))
         yield queries
         detector_errors = CounterMetricFamily("dijkwacht_detector_errors", "Errors reported by detectors since start.", labels=["detector"])
         for detector in s.detectors:
