@@ -143,11 +143,20 @@ def overview(cfg: Config):
         .with_panel(_stat("Agents up", "Agents Prometheus scrapes successfully, of those it should scrape.", f"sum(up{s()})", "none", w=3))
         .with_panel(_bars("Targets with a foreign dependency, per category", "Share of the targets scanned in the category that have at least one foreign dependency in it.", r["category_foreign_ratio"], "{{category}}", "percentunit", w=12, min=0, max=1))
         .with_panel(_series("Trend: targets with a foreign dependency", "The headline share over time, overall and per category.", [(r["foreign_ratio"], "any category"), (r["category_foreign_ratio"], "{{category}}")], "percentunit", w=12))
+        .with_panel(_bars(
+            "Targets with a foreign dependency, per role", "Of the targets with a dependency in the role (email mailbox, gateway, sending; video meeting; cdn, hosting, dns), the share whose provider in that role is foreign.",
+            r["category_role_foreign_ratio"] + "{" + rx("category", "$category") + "}", "{{category}} {{role}}", "percentunit", w=12, min=0, max=1,
+        ))
+        .with_panel(_table(
+            "Targets per role", "Per category and role: the targets with a dependency in the role, those with a foreign one, and their share.",
+            [r[name] + "{" + rx("category", "$category") + "}" for name in ("category_role", "category_role_foreign", "category_role_foreign_ratio")],
+            w=12, order=("category", "role", "Value #A", "Value #B", "Value #C"), rename={"Value #A": "targets", "Value #B": "foreign", "Value #C": "share foreign"},
+        ).override_by_name("share foreign", [DynamicConfigValue(id_val="unit", value="percentunit")]))
         .with_row(dashboard.Row("Providers and jurisdictions"))
         .with_panel(_bars("Targets per provider (top 15)", "Number of targets that depend on the provider in any category.", f"topk(15, {r['provider']})", "{{provider}} ({{jurisdiction}})", "none", w=8, h=10))
         .with_panel(_bars("Targets per jurisdiction", "Number of targets with at least one dependency on a provider whose ultimate parent is under this jurisdiction (empty: unknown).", r["jurisdiction"], "{{jurisdiction}}", "none", w=8, h=10))
         .with_panel(_table("Targets per category and jurisdiction", "Number of targets per category whose providers' ultimate parents are under each jurisdiction.", [r["category_jurisdiction"] + "{" + rx("category", "$category") + "}"], w=8, h=10, order=("category", "jurisdiction", "foreign", "Value"), rename={"Value": "targets"}))
-        .with_panel(_table("Targets per category and provider", "Number of targets that depend on each provider, per category.", [r["category_provider"] + "{" + rx("category", "$category") + "}"], w=24, h=10, order=("category", "provider", "jurisdiction", "foreign", "Value"), rename={"Value": "targets"}))
+        .with_panel(_table("Targets per category and provider", "Number of targets that depend on each provider, per category.", [r["category_provider"] + "{" + rx("category", "$category") + "}"], w=24, h=10, order=("category", "role", "provider", "jurisdiction", "foreign", "Value"), rename={"Value": "targets"}))
         .with_row(dashboard.Row(f"Per {g}"))
         .with_panel(_table(
             f"Targets with a foreign dependency, per {g}", f"Per value of the target label `{g}`: the targets scanned, those with any foreign dependency, and their share.",
@@ -160,9 +169,9 @@ def overview(cfg: Config):
         ))
         .with_row(dashboard.Row("Foreign dependencies by target").collapsed(True).with_panel(_table(
             "Foreign dependencies", f"Every current foreign dependency of the targets in the selected {g} and categories. Click a target for its dashboard.",
-            [f"max by ({target}, category, provider, jurisdiction, confidence) (dijkwacht_dependency_info{s(matchers(eq('foreign', 'true'), rx('category', '$category')))})"
+            [f"max by ({target}, category, role, provider, jurisdiction, confidence) (dijkwacht_dependency_info{s(matchers(eq('foreign', 'true'), rx('category', '$category')))})"
              f" * on ({target}) group_left ({g}) max by ({target}, {g}) (dijkwacht_target_info{s(rx(g, '$' + g))})"],
-            w=24, h=14, order=("target", g, "category", "provider", "jurisdiction", "confidence"), hide=("job", "instance", "Value"), link=link,
+            w=24, h=14, order=("target", g, "category", "role", "provider", "jurisdiction", "confidence"), hide=("job", "instance", "Value"), link=link,
         )))
     )
     return board
@@ -181,9 +190,9 @@ def target(cfg: Config):
         .with_panel(_stat("Errors in the latest scan", "Errors of all detectors in the target's latest scan.", f"sum(dijkwacht_scan_errors{s(t)})", "none"))
         .with_panel(_table(f"Labels", "The target's labels from the configuration.", [f"max by ({target_labels}, {cfg.group_label}) (dijkwacht_target_info{s(t)})"], w=12, h=4, hide=("Value",)))
         .with_panel(_table(
-            "Current dependencies", "One row per current dependency: the provider, the jurisdiction of its ultimate parent (empty: unknown), whether that is foreign, and how sure the detection is.",
-            [f"max by (category, provider, jurisdiction, foreign, confidence) (dijkwacht_dependency_info{s(t)})"],
-            w=14, h=10, order=("category", "provider", "jurisdiction", "foreign", "confidence"), hide=("Value",),
+            "Current dependencies", "One row per current dependency: the provider, the part it plays (role), the jurisdiction of its ultimate parent (empty: unknown), whether that is foreign, and how sure the detection is.",
+            [f"max by (category, role, provider, jurisdiction, foreign, confidence) (dijkwacht_dependency_info{s(t)})"],
+            w=14, h=10, order=("category", "role", "provider", "jurisdiction", "foreign", "confidence"), hide=("Value",),
         ))
         .with_panel(_table("Scan errors per detector", "Errors per detector in the target's latest scan (0: fine).", [f"max by (detector) (dijkwacht_scan_errors{s(t)})"], w=10, h=10, order=("detector", "Value"), rename={"Value": "errors"}))
         .with_row(dashboard.Row("History"))

@@ -25,6 +25,9 @@ def recorded(cfg: Config) -> dict[str, str]:
         "category_foreign_ratio": "category:dijkwacht_targets_foreign:ratio",
         "provider": "provider:dijkwacht_targets:count",
         "category_provider": "category_provider:dijkwacht_targets:count",
+        "category_role": "category_role:dijkwacht_targets:count",
+        "category_role_foreign": "category_role:dijkwacht_targets_foreign:count",
+        "category_role_foreign_ratio": "category_role:dijkwacht_targets_foreign:ratio",
         "jurisdiction": "jurisdiction:dijkwacht_targets:count",
         "category_jurisdiction": "category_jurisdiction:dijkwacht_targets:count",
         "group_scanned": f"{g}:dijkwacht_targets_scanned:count",
@@ -45,6 +48,7 @@ def recording_rules(cfg: Config) -> list[dict]:
     per_target01 = f"max by ({target}) ({foreign01})"
     with_group = f"on ({target}) group_left ({g}) max by ({target}, {g}) (dijkwacht_target_info{s()})"
     deps = f"dijkwacht_dependency_info{s()}"
+    foreign_true = 'foreign="true"'
     failed = f'result=~"{FAILED_RESULTS}"'
     # 1 per target without a clean scan for `stale_intervals` although its latest scan had no
     # errors (a target with errors is failing, not stale), else 0.
@@ -63,7 +67,12 @@ def recording_rules(cfg: Config) -> list[dict]:
         (r["category_foreign_ratio"], f"avg by (category) ({foreign01})"),
         # Targets per provider / jurisdiction: one per target, whatever else tells the series apart.
         (r["provider"], f"count by (provider, jurisdiction, foreign) (max by ({target}, provider, jurisdiction, foreign) ({deps}))"),
-        (r["category_provider"], f"count by (category, provider, jurisdiction, foreign) (max by ({target}, category, provider, jurisdiction, foreign) ({deps}))"),
+        (r["category_provider"], f"count by (category, role, provider, jurisdiction, foreign) (max by ({target}, category, role, provider, jurisdiction, foreign) ({deps}))"),
+        # Per role (email mailbox / gateway / sending, meeting, ...): of the targets with a
+        # dependency in the role, those with a foreign one.
+        (r["category_role"], f"count by (category, role) (max by ({target}, category, role) ({deps}))"),
+        (r["category_role_foreign"], f"count by (category, role) (max by ({target}, category, role) (dijkwacht_dependency_info{s(foreign_true)}))"),
+        (r["category_role_foreign_ratio"], f"({r['category_role_foreign']} or 0 * {r['category_role']}) / {r['category_role']}"),
         (r["jurisdiction"], f"count by (jurisdiction, foreign) (max by ({target}, jurisdiction, foreign) ({deps}))"),
         (r["category_jurisdiction"], f"count by (category, jurisdiction, foreign) (max by ({target}, category, jurisdiction, foreign) ({deps}))"),
         (r["group_scanned"], f"count by ({g}) ({per_target01} * {with_group})"),
