@@ -5,10 +5,10 @@ A third-party detector runs on its own event loop in its own thread (a *lane*). 
 scanning with the other detectors and keeps answering /metrics, and the core's timeout, applied
 from the main loop, marks that detector (and no other) as timed out. After QUARANTINE_AFTER
 timeouts in a row in its own code (not while waiting for lookups, which may just be slow) the
-detector is quarantined for the life of the process: it is given no more
-work, each target gets an error for it (its categories stay "unknown", never "gone"), and its
-thread is stopped -- a pure-Python spin is interrupted with an asynchronous exception; a thread
-blocked inside native code is left behind (it holds no GIL while blocked).
+detector is quarantined for the life of the process: it is given no more work, each target
+gets an error for it (its categories stay "unknown", never "gone"), and its thread is stopped:
+a pure-Python spin is interrupted with an asynchronous exception; a thread blocked inside
+native code is left behind (it holds no GIL while blocked).
 
 The built-in detectors (dijkwacht's own distribution) run on the main loop: they are trusted,
 and a thread hop per call would slow the large scans down.
@@ -140,7 +140,7 @@ class Lane:
         self.quarantined = ""  # why, once quarantined
         self.ended = ""  # what ended the lane's loop, if something did
         self.loop = asyncio.new_event_loop()
-        self._stopping: asyncio.Task[None] | None = None
+        self.stopping: asyncio.Task[None] | None = None  # ending the thread, once asked to stop
         self._thread = threading.Thread(target=self._serve, name=f"dijkwacht-detector-{name}", daemon=True)
         self._thread.start()
 
@@ -202,9 +202,13 @@ class Lane:
             return
 
         def settle() -> None:
-            if not waiter.done():
-                error = done.exception()
-                waiter.set_exception(error) if error is not None else waiter.set_result(done.result())
+            if waiter.done():
+                return
+            error = done.exception()
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(done.result())
 
         try:
             self.main.call_soon_threadsafe(settle)
@@ -218,14 +222,14 @@ class Lane:
 
     def stop(self) -> None:
         """Ask the lane's loop to stop; interrupt its thread if it does not (main loop only)."""
-        if self._stopping is not None:
+        if self.stopping is not None:
             return
         if not self.loop.is_closed():
             try:
                 self.loop.call_soon_threadsafe(self.loop.stop)
             except RuntimeError:  # closed in the meantime
                 pass
-        self._stopping = self.main.create_task(self._end_thread())
+        self.stopping = self.main.create_task(self._end_thread())
 
     async def _end_thread(self) -> None:
         if await self._joined():
@@ -242,10 +246,6 @@ class Lane:
         while self._thread.is_alive() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         return not self._thread.is_alive()
-
-    @property
-    def stopping(self) -> asyncio.Task[None] | None:
-        return self._stopping
 
 
 class LoopWatchdog:
