@@ -1,15 +1,11 @@
 """Checks of the deployment artifacts: alert rules, dashboard, metric docs,
-Helm chart, systemd units and Containerfile.
+systemd units and Containerfile (the Helm chart: test_helm_chart.py).
 
 External tools:
 - promtool (Debian package `prometheus`) is required: the alert rules, their
   unit tests and every PromQL query of the dashboard and docs are checked with it.
-- systemd-analyze (Debian package `systemd`) verifies the unit files; those
-  tests are skipped where it is missing.
-- helm is used for `helm lint` / `helm template` when it is on PATH; otherwise
-  those tests are skipped (Debian has no Helm package, and the PyPI and npm
-  packages named "helm" are unrelated projects). The chart's static checks
-  always run.
+- systemd-analyze (Debian package `systemd`, installed by .ci/run) verifies the
+  unit files and scores their sandbox.
 - PyYAML is required.
 """
 
@@ -474,198 +470,6 @@ def test_dashboard_stat_queries_compute_the_right_numbers(promtool, tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Helm chart
-# --------------------------------------------------------------------------
-
-def chart_values() -> dict:
-    return load_yaml(CHART / "values.yaml")
-
-
-def test_chart_metadata_and_files():
-    chart = load_yaml(CHART / "Chart.yaml")
-    assert chart["apiVersion"] == "v2"
-    assert chart["name"] == "dijkwacht"
-    assert re.fullmatch(r"\d+\.\d+\.\d+(-[\w.]+)?", chart["version"])
-    assert chart["appVersion"]
-    for name in ("_helpers.tpl", "NOTES.txt", "deployment.yaml", "service.yaml", "configmap.yaml",
-                 "pvc.yaml", "servicemonitor.yaml", "prometheusrule.yaml", "cronjob-data-update.yaml"):
-        assert (CHART / "templates" / name).is_file(), name
-
-
-def test_chart_values_defaults():
-    values = chart_values()
-    assert values["serviceMonitor"]["enabled"] is False
-    assert values["prometheusRule"]["enabled"] is False
-    assert values["persistence"]["enabled"] is True
-    assert values["securityContext"]["readOnlyRootFilesystem"] is True
-    assert values["podSecurityContext"]["runAsNonRoot"] is True
-    assert values["containerPort"] == 9849
-    assert isinstance(values["targets"], list)
-    assert values["config"]["agent"]["home"] == ["EU"]
-
-
-def test_chart_alert_rules_are_a_copy_of_the_prometheus_rules():
-    assert (CHART / "files" / "alerts.yml").read_bytes() == ALERTS.read_bytes(), (
-        "copy deploy/prometheus/alerts.yml to deploy/helm/dijkwacht/files/alerts.yml")
-
-
-def test_chart_alert_rules_job_rewrite_hits_only_the_down_alert():
-    # The PrometheusRule template rewrites job="dijkwacht" to the chart's job name.
-    hits = [r["alert"] for r in alert_rules() if 'job="dijkwacht"' in r["expr"]]
-    assert hits == ["DijkwachtDown"]
-    assert 'job="dijkwacht"' in (CHART / "templates" / "prometheusrule.yaml").read_text().replace('\\"', '"')
-
-
-def _template_texts() -> dict[str, str]:
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted((CHART / "templates").iterdir())}
-
-
-def test_chart_templates_reference_existing_values():
-    values = chart_values()
-    missing = []
-    for name, text in _template_texts().items():
-        for path in re.findall(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", text):
-            node = values
-            for key in path.strip(".").split("."):
-                if not isinstance(node, dict) or key not in node:
-                    missing.append(f"{name}: .Values{path}")
-                    break
-                node = node[key]
-    assert not missing, missing
-
-
-def test_chart_templates_include_defined_helpers():
-    texts = _template_texts()
-    defined = {d for t in texts.values() for d in re.findall(r'define\s+"([^"]+)"', t)}
-    for name, text in texts.items():
-        for used in re.findall(r'(?:include|template)\s+"([^"]+)"', text):
-            assert used in defined, f"{name} includes undefined {used}"
-
-
-def test_chart_template_delimiters_balanced():
-    for name, text in _template_texts().items():
-        assert text.count("{{") == text.count("}}"), name
-
-
-HELM = shutil.which("helm")
-needs_helm = pytest.mark.skipif(
-    HELM is None,
-    reason="helm binary not found (no Debian package; PyPI 'helm' is a 2011 system monitor and "
-           "npm 'helm' a browser router, neither is Kubernetes Helm)")
-
-
-def helm_template(tmp_path: Path, values: dict | None = None, check: bool = True):
-    cmd = [HELM, "template", "rel", str(CHART), "--namespace", "mon"]
-    if values is not None:
-        f = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
-        f.write_text(yaml.safe_dump(values), encoding="utf-8")
-        cmd += ["-f", str(f)]
-    res = run(cmd)
-    if not check:
-        return res
-    assert res.returncode == 0, res.stderr
-    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
-    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
-
-
-FULL_VALUES = {
-    "targets": [
-        {"domain": "gemeente.nl", "labels": {"sector": "municipality", "owner": 'team "a"'}},
-        {"domain": "waterschap.nl"},
-    ],
-    "config": {"agent": {"nameservers": ["9.9.9.9:53"]}, "extraToml": "[extra]\nkey = 1"},
-    "serviceMonitor": {"enabled": True, "additionalLabels": {"release": "kps"}},
-    "prometheusRule": {"enabled": True},
-    "dataUpdate": {"cronJob": {"enabled": True}},
-    "webConfig": {"secretName": "dijkwacht-web"},
-}
-
-
-@needs_helm
-def test_helm_lint(tmp_path):
-    res = run([HELM, "lint", "--strict", str(CHART)])
-    assert res.returncode == 0, res.stdout + res.stderr
-    f = tmp_path / "full.yaml"
-    f.write_text(yaml.safe_dump(FULL_VALUES), encoding="utf-8")
-    res = run([HELM, "lint", "--strict", str(CHART), "-f", str(f)])
-    assert res.returncode == 0, res.stdout + res.stderr
-
-
-@needs_helm
-def test_helm_template_defaults(tmp_path):
-    objs = helm_template(tmp_path)
-    kinds = {k for k, _ in objs}
-    assert {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim"} <= kinds
-    assert not kinds & {"ServiceMonitor", "PrometheusRule", "CronJob"}
-    dep = objs[("Deployment", "rel-dijkwacht")]
-    spec = dep["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"]["type"] == "Recreate"
-    pod = spec["template"]["spec"]
-    assert re.fullmatch(r"[0-9a-f]{64}", spec["template"]["metadata"]["annotations"]["checksum/config"])
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    (c,) = pod["containers"]
-    assert c["securityContext"]["readOnlyRootFilesystem"] is True
-    assert c["securityContext"]["allowPrivilegeEscalation"] is False
-    assert c["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/-/ready"
-    assert c["ports"][0]["containerPort"] == 9849
-    assert c["args"][:2] == ["--config", "/etc/dijkwacht/dijkwacht.toml"]
-    mounts = {m["mountPath"] for m in c["volumeMounts"]}
-    assert {"/var/lib/dijkwacht", "/etc/dijkwacht/dijkwacht.toml", "/tmp"} <= mounts
-    state = next(v for v in pod["volumes"] if v["name"] == "state")
-    assert state["persistentVolumeClaim"]["claimName"] == "rel-dijkwacht-state"
-    assert [i["name"] for i in pod["initContainers"]] == ["data-update"]
-    assert "dijkwacht data update --data-dir" in pod["initContainers"][0]["args"][0]
-    cfg = tomllib.loads(objs[("ConfigMap", "rel-dijkwacht")]["data"]["dijkwacht.toml"])
-    assert cfg["daemon"]["listen"] == "0.0.0.0:9849"
-    assert cfg["daemon"]["state_path"] == "/var/lib/dijkwacht/state.db"
-    assert cfg["agent"]["home"] == ["EU"]
-
-
-@needs_helm
-def test_helm_template_all_features(tmp_path):
-    objs = helm_template(tmp_path, FULL_VALUES)
-    cfg = tomllib.loads(objs[("ConfigMap", "rel-dijkwacht")]["data"]["dijkwacht.toml"])
-    assert cfg["targets"] == [
-        {"domain": "gemeente.nl", "labels": {"sector": "municipality", "owner": 'team "a"'}},
-        {"domain": "waterschap.nl"},
-    ]
-    assert cfg["agent"]["nameservers"] == ["9.9.9.9:53"]
-    assert cfg["extra"] == {"key": 1}
-    # The agent accepts the rendered file (without the made-up [extra] table).
-    rendered = objs[("ConfigMap", "rel-dijkwacht")]["data"]["dijkwacht.toml"]
-    f = tmp_path / "dijkwacht.toml"
-    f.write_text(rendered.split("[extra]")[0], encoding="utf-8")
-    check_config(f)
-    sm = objs[("ServiceMonitor", "rel-dijkwacht")]
-    assert sm["metadata"]["labels"]["release"] == "kps"
-    assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
-    rule = objs[("PrometheusRule", "rel-dijkwacht")]
-    assert rule["spec"]["groups"] == load_yaml(ALERTS)["groups"]
-    assert ("CronJob", "rel-dijkwacht-data-update") in objs
-    c = objs[("Deployment", "rel-dijkwacht")]["spec"]["template"]["spec"]["containers"][0]
-    assert "--web.config.file" in c["args"]
-
-
-@needs_helm
-def test_helm_config_change_rolls_the_pod(tmp_path):
-    def checksum(values):
-        dep = helm_template(tmp_path, values)[("Deployment", "rel-dijkwacht")]
-        return dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-    assert checksum({"targets": [{"domain": "a.nl"}]}) != checksum({"targets": [{"domain": "b.nl"}]})
-
-
-@needs_helm
-def test_helm_template_rejects_bad_values(tmp_path):
-    res = helm_template(tmp_path, {"targets": [{"labels": {"sector": "x"}}]}, check=False)
-    assert res.returncode != 0 and "domain is required" in res.stderr
-    res = helm_template(tmp_path, {"persistence": {"enabled": False},
-                                   "dataUpdate": {"cronJob": {"enabled": True}}}, check=False)
-    assert res.returncode != 0 and "persistence" in res.stderr
-
-
-# --------------------------------------------------------------------------
 # systemd units
 # --------------------------------------------------------------------------
 
@@ -736,8 +540,12 @@ def test_systemd_readme_example_config_is_accepted(tmp_path):
     check_config(f)
 
 
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-needs_systemd_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed")
+@pytest.fixture(scope="session")
+def systemd_analyze() -> str:
+    path = shutil.which("systemd-analyze")
+    if path is None:
+        pytest.fail("systemd-analyze not found: install the Debian package 'systemd' (.ci/run does)")
+    return path
 
 
 @pytest.fixture
@@ -758,21 +566,19 @@ def unit_copies(tmp_path) -> Path:
     return units
 
 
-@needs_systemd_analyze
-def test_systemd_analyze_verify(unit_copies):
+def test_systemd_analyze_verify(systemd_analyze, unit_copies):
     files = sorted(str(p) for p in unit_copies.iterdir())
     assert len(files) == 3
-    res = run([SYSTEMD_ANALYZE, "verify", *files], cwd=unit_copies)
+    res = run([systemd_analyze, "verify", *files], cwd=unit_copies)
     assert res.returncode == 0, res.stderr
     # verify exits 0 on unknown keys or bad values, only warning about them.
     assert res.stderr.strip() == "", res.stderr
 
 
-@needs_systemd_analyze
 @pytest.mark.parametrize("unit", ["dijkwacht.service", "dijkwacht-data-update.service"])
-def test_systemd_security_exposure(unit_copies, unit):
+def test_systemd_security_exposure(systemd_analyze, unit_copies, unit):
     # --threshold is on systemd's 0..100 scale: 20 means an exposure of at most 2.0 ("OK").
-    res = run([SYSTEMD_ANALYZE, "security", "--offline=yes", "--threshold=20", str(unit_copies / unit)])
+    res = run([systemd_analyze, "security", "--offline=yes", "--threshold=20", str(unit_copies / unit)])
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Overall exposure level" in res.stdout
 
