@@ -641,7 +641,7 @@ def containerfile_default_config() -> str:
 def test_containerfile_default_config_is_valid(tmp_path):
     text = containerfile_default_config()
     cfg = tomllib.loads(text)
-    assert cfg["daemon"]["listen"] == "0.0.0.0:9849"
+    assert cfg["daemon"]["listen"] == ":9849"
     assert cfg["daemon"]["state_path"] == "/var/lib/dijkwacht/state.db"
     assert cfg["agent"]["data_dir"] == "/var/lib/dijkwacht/ip-ranges"
     f = tmp_path / "dijkwacht.toml"
@@ -704,17 +704,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _cronjob_reload_snippet(base_url: str) -> list[str]:
-    """The CronJob's `python -c` reload call, with the Service URL replaced."""
-    text = (CHART / "templates" / "cronjob-data-update.yaml").read_text(encoding="utf-8")
-    m = re.search(r'python -c "(.*?)"\n', text, re.S)
-    assert m, "reload call not found in the CronJob"
-    code = " ".join(line.strip() for line in m.group(1).splitlines())
-    code, n = re.subn(r"http://\{\{.*?\}\}:\{\{.*?\}\}", base_url, code)
-    assert n == 1, code
-    return [sys.executable, "-c", code]
-
-
 @pytest.fixture
 def live_agent(tmp_path):
     """The image's default configuration, with paths and port moved into tmp_path."""
@@ -724,12 +713,12 @@ def live_agent(tmp_path):
     port = _free_port()
     text = containerfile_default_config()
     text = text.replace("/var/lib/dijkwacht", str(tmp_path / "state"))
-    text = text.replace("0.0.0.0:9849", f"127.0.0.1:{port}")
+    text = text.replace('":9849"', f'":{port}"')
     (tmp_path / "state" / "ip-ranges").mkdir(parents=True)
     config = tmp_path / "dijkwacht.toml"
     config.write_text(text, encoding="utf-8")
     log = (tmp_path / "agent.log").open("w")
-    proc = subprocess.Popen([*DIJKWACHT, "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*DIJKWACHT, "run", "--config", str(config), "--config.reload-interval", "0.2s"], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -741,7 +730,7 @@ def live_agent(tmp_path):
                 proc.kill()
                 pytest.fail("agent did not come up: " + (tmp_path / "agent.log").read_text())
             time.sleep(0.2)
-    yield proc, base, port
+    yield proc, base, port, config
     if proc.poll() is None:
         proc.kill()
         proc.wait()
@@ -760,7 +749,7 @@ def _sample(text: str, name: str) -> float:
 
 
 def test_real_agent_metric_families_match_the_contract(live_agent):
-    _, base, _ = live_agent
+    _, base, _, _ = live_agent
     families = dict(re.findall(r"^# TYPE (dijkwacht_\w+) (\w+)$", _metrics(base), re.M))
     exposed = {}
     for name, mtype in families.items():
@@ -777,17 +766,24 @@ def test_real_agent_healthcheck_readiness_reload_and_stop(live_agent):
     import time
     import urllib.request
 
-    proc, base, port = live_agent
+    proc, base, port, config = live_agent
     # The image's HEALTHCHECK command.
     cmd = [c.replace("127.0.0.1:9849", f"127.0.0.1:{port}") for c in _healthcheck_command()]
     assert run(cmd, timeout=30).returncode == 0
     # Kubernetes readiness probe path: ready at once with no targets.
     assert urllib.request.urlopen(base + "/-/ready", timeout=5).status == 200
     first = _sample(_metrics(base), "dijkwacht_config_last_reload_success_timestamp_seconds")
-    # The CronJob's reload call (POST /-/reload).
+    # POST /-/reload is off without --web.enable-lifecycle.
+    request = urllib.request.Request(base + "/-/reload", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError, match="403"):
+        urllib.request.urlopen(request, timeout=5)
+    # An edited configuration file is reloaded without a signal (a ConfigMap update).
     time.sleep(1.1)
-    res = run(_cronjob_reload_snippet(base), timeout=30)
-    assert res.returncode == 0, res.stderr
+    config.write_text(config.read_text(encoding="utf-8") + '\n[[targets]]\ndomain = "example.nl"\n', encoding="utf-8")
+    deadline = time.monotonic() + 10
+    while _sample(_metrics(base), "dijkwacht_targets") != 1:
+        assert time.monotonic() < deadline, "the edited config was not reloaded"
+        time.sleep(0.2)
     second = _sample(_metrics(base), "dijkwacht_config_last_reload_success_timestamp_seconds")
     assert second > first
     # systemd's ExecReload (kill -HUP).
