@@ -164,9 +164,12 @@ async def test_targets_no_longer_scanned_are_forgotten_at_start(dns_server, tmp_
     await wait_for(lambda: daemon.ready)
     await daemon.stop()
     db = sqlite3.connect(state)
-    db.execute("INSERT INTO scans SELECT 'weg.nl', last_attempt, last_success, errors, duration FROM scans LIMIT 1")
-    db.execute("INSERT INTO baselines SELECT 'weg.nl', category, at FROM baselines WHERE target = 'gemeente.nl'")
-    db.execute("INSERT INTO dependencies SELECT 'weg.nl', category, provider, name, 'XX', parent, confidence, evidence, since FROM dependencies WHERE target = 'gemeente.nl'")
+    for table in ("scans", "baselines", "dependencies"):  # copies of gemeente.nl's rows as weg.nl's
+        db.execute(f"CREATE TEMP TABLE copy AS SELECT * FROM {table} WHERE target = 'gemeente.nl'")
+        db.execute("UPDATE copy SET target = 'weg.nl'")
+        db.execute(f"INSERT INTO {table} SELECT * FROM copy")
+        db.execute("DROP TABLE copy")
+    db.execute("UPDATE dependencies SET jurisdiction = 'XX' WHERE target = 'weg.nl'")  # so the catalog "moves" it
     db.commit()
     db.close()
     daemon = Daemon(config)
