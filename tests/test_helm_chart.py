@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import tomllib
-from pathlib import Path
 
 import helm_python as helm
 import jsonschema

@@ -30,11 +30,12 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class Daemon:
-    def __init__(self, config_path: Path | str, *, clock=time.time, shard: Shard | None = None, log_level: str | None = None) -> None:
+    def __init__(self, config_path: Path | str, *, clock=time.time, shard: Shard | None = None, log_level: str | None = None, state_path: str | None = None) -> None:
         self.config_path = str(config_path)
         self.clock = clock
         self.shard_override = shard  # --shard wins over [daemon] shard
         self.log_level_override = log_level  # --log-level wins over [agent] log_level
+        self.state_path_override = state_path  # --state-path wins over [daemon] state_path
         self.snapshot = Snapshot()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StateCollector(self.snapshot))
@@ -65,14 +66,15 @@ class Daemon:
         """Load everything or fail (at start an invalid config is fatal), then start scanning."""
         self._seen = self.fingerprint()
         config, data = load_config_with_plugins(self.config_path)
-        self.state = StateStore(config.daemon.state_path, config.daemon.confirmations)
+        state_path = self.state_path_override or config.daemon.state_path
+        self.state = StateStore(state_path, config.daemon.confirmations)
         restored = bool(self.state.scans())
         self._apply(config, data)
         if restored or not self.targets:
             self._background(self._ready_when_rendered())
         shard = self.shard_override or config.daemon.shard
         self._seen = self.fingerprint()  # now with the files the config names
-        log.info("agent.started", targets=len(self.targets), configured=len(config.targets), shard=str(shard) if shard else None, state=config.daemon.state_path, restored=restored)
+        log.info("agent.started", targets=len(self.targets), configured=len(config.targets), shard=str(shard) if shard else None, state=state_path, restored=restored)
         self._scheduler = asyncio.create_task(self._schedule_loop())
 
     async def stop(self, grace: float = 4.0) -> None:

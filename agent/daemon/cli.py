@@ -28,6 +28,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--config", required=True, metavar="FILE", help="TOML configuration file")
     run.add_argument("--web.config.file", dest="web_config", metavar="FILE", help="exporter-toolkit web config (TLS, basic auth); default: [daemon] web_config")
     run.add_argument("--listen", metavar="[HOST]:PORT", help="address to serve HTTP on (default: [daemon] listen, :9849 = every address of both families)")
+    run.add_argument("--state-path", metavar="FILE", help="state database (default: [daemon] state_path); each shard needs its own")
     run.add_argument("--web.enable-lifecycle", dest="lifecycle", action="store_true", help="enable POST /-/reload (off by default: it changes state)")
     run.add_argument("--shard", type=_shard, metavar="I/N", help="scan only shard I of N (0 <= I < N; I may be a StatefulSet pod name ending in -I); default: [daemon] shard, else all targets")
     run.add_argument("--config.reload-interval", dest="reload_interval", type=_interval, default=30.0, metavar="DURATION", help="how often to check the configuration, targets, catalog and IP range files for changes and reload (default 30s; 0 turns it off)")
@@ -74,7 +75,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    daemon = Daemon(args.config, shard=args.shard, log_level=args.log_level)
+    daemon = Daemon(args.config, shard=args.shard, log_level=args.log_level, state_path=args.state_path)
     await daemon.start()
     assert daemon.config is not None
     try:
