@@ -72,8 +72,9 @@ class Agent:
 nameservers = ["{self.knot.address}"]
 data_dir = "{IP_RANGES}"
 targets_file = "{self.targets_file}"
-dns_timeout = 1.0
-dns_tries = 2
+# Generous: a lookup that times out on a busy machine would make one agent's view differ.
+dns_timeout = 3.0
+dns_tries = 3
 [daemon]
 listen = "127.0.0.1:{self.port}"
 interval = "1h"
@@ -133,7 +134,8 @@ def test_shards_split_the_targets_and_resharding_raises_no_change(cluster):
         wait(lambda i=i, share=share: cluster[i].scanned() == share, timeout=180, what=f"shard {i}/3 scanned")
     pages = {name: agent.metrics() for name, agent in cluster.items()}
     for i in range(3):
-        assert not samples(pages[i], "dijkwacht_dependency_changes_total"), pages[i]
+        counters = samples(pages[i], "dijkwacht_dependency_changes_total")
+        assert counters and all(line.endswith(" 0.0") for line in counters), counters  # exported from the start, never raised
         assert not samples(pages[i], "dijkwacht_dependency_last_change_timestamp_seconds")
         history = subprocess.run([sys.executable, "-m", "dijkwacht.cli", "history", "--state", str(cluster[i].dir / "state.db"), "--format", "json"],
                                  capture_output=True, text=True, timeout=60, check=True)

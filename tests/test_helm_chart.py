@@ -19,7 +19,7 @@ import pytest
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as monitoring_v1
 
-from .test_deploy_artifacts import ALERTS, CHART, alert_rules, check_config, load_yaml
+from .test_deploy_artifacts import CHART, check_config, load_yaml
 
 KUBERNETES_VERSIONS = ("1.28.0", "1.33.0")
 
@@ -134,18 +134,6 @@ def test_chart_values_defaults():
     helm.Chart.load(CHART).validate_schema(values)
 
 
-def test_chart_alert_rules_are_a_copy_of_the_prometheus_rules():
-    assert (CHART / "files" / "alerts.yml").read_bytes() == ALERTS.read_bytes(), (
-        "copy deploy/prometheus/alerts.yml to deploy/helm/dijkwacht/files/alerts.yml")
-
-
-def test_chart_alert_rules_job_rewrite_hits_only_the_down_alert():
-    # The PrometheusRule template rewrites job="dijkwacht" to the chart's job name.
-    hits = [r["alert"] for r in alert_rules() if 'job="dijkwacht"' in r["expr"]]
-    assert hits == ["DijkwachtDown"]
-    assert 'job="dijkwacht"' in (CHART / "templates" / "prometheusrule.yaml").read_text().replace('\\"', '"')
-
-
 def _template_texts() -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted((CHART / "templates").iterdir())}
 
@@ -209,6 +197,7 @@ FULL_VALUES = {
     "targetsFrom": {"configMap": "more-targets"},
     "serviceMonitor": {"enabled": True, "additionalLabels": {"release": "kps"}},
     "prometheusRule": {"enabled": True},
+    "grafanaDashboards": {"enabled": True},
     "webConfig": {"secretName": "dijkwacht-web"},
     "lifecycle": {"enabled": True},
     "extraArgs": ["--config.reload-interval", "10s"],
@@ -341,7 +330,9 @@ def test_helm_template_all_features(tmp_path):
     assert sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "metrics"
     metrics_services = [o for (k, _), o in objs.items() if k == "Service" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "metrics"]
     assert [s["metadata"]["name"] for s in metrics_services] == ["rel-dijkwacht"], "each shard must be scraped once"
-    assert objs[("PrometheusRule", "rel-dijkwacht")]["spec"]["groups"] == load_yaml(ALERTS)["groups"]
+    assert objs[("PrometheusRule", "rel-dijkwacht")]["spec"]["groups"] == load_yaml(CHART / "files" / "rules.yml")["groups"]
+    dashboards = objs[("ConfigMap", "rel-dijkwacht-dashboards")]
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1" and len(dashboards["data"]) == 4
 
 
 def test_network_policy_allows_https_only_for_downloads_and_probes():
