@@ -24,6 +24,9 @@ from .knot import Knot, free_port
 from .plugin_venv import PluginVenv, project
 
 pytestmark = pytest.mark.e2e
+# The test venv's cloudcoil (CRD models for the chart tests) registers a pytest plugin that
+# needs packages it does not install; dijkwacht's own pytest configuration turns it off.
+NO_CLOUDCOIL = ("-p", "no:cloudcoil")
 
 HEAD = "from dijkwacht import hookimpl\nfrom dijkwacht.detector import Detector, Finding\n"
 
@@ -305,6 +308,6 @@ def test_agent_stays_ready_and_responsive_and_quarantines_blocking_and_spinning_
 def test_the_identity_examples_tests_pass_next_to_broken_plugins(zoo, example, mode):
     # The README's command, in both pytest-asyncio modes; the zoo's broken plugins cannot
     # disturb them, since the kit reads no other plugin's catalog.
-    done = zoo.run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", f"asyncio_mode={mode}", cwd=example)
+    done = zoo.run("-m", "pytest", "-q", "-p", "no:cacheprovider", *NO_CLOUDCOIL, "-o", f"asyncio_mode={mode}", cwd=example)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert re.search(r"\b6 passed\b", done.stdout), done.stdout[-500:]
