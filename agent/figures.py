@@ -247,19 +247,20 @@ def shares(fig: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# How a confirmed change moved a (target, category) relative to home (as the metrics count them).
+# How a confirmed change moved a (target, category) relative to home (the metrics count them so too).
 CHANGE_KINDS = ("home_to_foreign", "foreign_to_foreign", "foreign_to_home", "other")
 
 
-def change_kind(change: Mapping[str, Any], home: frozenset[str]) -> str:
-    """`change` as `Change.to_json()` gives it. home_to_foreign: a foreign provider came in
-    where none was, or took a home one's place; foreign_to_foreign: a foreign provider came in
-    next to or instead of another foreign one; foreign_to_home: nothing foreign is left;
+def change_kind(from_jurisdiction: str, to_jurisdiction: str, to_foreign: bool, home: frozenset[str]) -> str:
+    """How a confirmed change (its comma-joined jurisdictions before and after, and whether a
+    foreign provider came in) moved relative to home. home_to_foreign: a foreign provider came
+    in where none was, or took a home one's place; foreign_to_foreign: a foreign provider came
+    in next to or instead of another foreign one; foreign_to_home: nothing foreign is left;
     other: anything else (e.g. home to home)."""
-    before = {j for j in change["from_jurisdiction"].split(",") if j}
-    after = {j for j in change["to_jurisdiction"].split(",") if j}
+    before = {j for j in from_jurisdiction.split(",") if j}
+    after = {j for j in to_jurisdiction.split(",") if j}
     was_foreign = any(is_foreign(j, home) for j in before)
-    if change["to_foreign"]:
+    if to_foreign:
         home_lost = any(not is_foreign(j, home) for j in before - after)
         return "home_to_foreign" if not was_foreign or home_lost else "foreign_to_foreign"
     if was_foreign and not any(is_foreign(j, home) for j in after):
@@ -278,7 +279,7 @@ def change_figures(changes: Iterable[Mapping[str, Any]], home: frozenset[str]) -
     targets: set[str] = set()
     total = 0
     for change in changes:
-        kind = change_kind(change, home)
+        kind = change_kind(change["from_jurisdiction"], change["to_jurisdiction"], change["to_foreign"], home)
         total += 1
         targets.add(change["target"])
         kinds[kind] += 1

@@ -26,7 +26,7 @@ from dijkwacht.daemon.agent import Daemon
 from dijkwacht.daemon.server import serve
 from dijkwacht.daemon.state import StateStore
 from dijkwacht.daemon.webconfig import WebConfig
-from dijkwacht.figures import change_figures, change_kind, figures, share, shares, with_groups
+from dijkwacht.figures import change_figures, figures, share, shares, with_groups
 from dijkwacht.report import live
 from dijkwacht.scanner import Dependency, ScanError, TargetResult
 from dijkwacht.targets import Target
@@ -293,19 +293,6 @@ def test_shares_are_rounded_once_and_none_of_nothing():
     assert (sh["foreign"], sh["clean"], sh["unknown"], sh["incomplete"]) == (33.3, 33.3, 33.3, 33.3)
     assert sh["categories"]["cdn"] == {"any": 33.3, "foreign": 33.3, "foreign_of_any": 100.0}
     assert sh["providers"]["cloudflare"] == {"any": 33.3}
-
-
-@pytest.mark.parametrize(("before", "after", "to_foreign", "kind"), [
-    ("BE", "US", True, "home_to_foreign"),
-    ("", "US", True, "home_to_foreign"),
-    ("US", "US", True, "foreign_to_foreign"),
-    ("BE,US", "US", True, "home_to_foreign"),
-    ("US", "NL", False, "foreign_to_home"),
-    ("NL", "BE", False, "other"),
-    ("US", "NL,US", False, "other"),
-])
-def test_change_kinds(before, after, to_foreign, kind):
-    assert change_kind({"from_jurisdiction": before, "to_jurisdiction": after, "to_foreign": to_foreign}, EU) == kind
 
 
 def dep(category, provider, juris, role="mailbox", confidence="confirmed"):
