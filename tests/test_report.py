@@ -421,6 +421,18 @@ labels = {{ sector = "hospital" }}
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError("the kept page was never renewed")
+            renewed = await response.text()
+
+            def broken(*_):
+                raise RuntimeError("a bug in a renderer")
+
+            monkeypatch.setattr(live, "_render", broken)  # a failed render keeps the last page and the agent
+            for _ in range(3):
+                async with http.get(f"{base}/report") as response:
+                    assert response.status == 200 and await response.text() == renewed
+                await asyncio.sleep(0.1)
+            async with http.get(f"{base}/-/healthy") as response:
+                assert response.status == 200
     finally:
         await runner.cleanup()
         await daemon.stop(grace=0)

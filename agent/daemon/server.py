@@ -65,6 +65,7 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     live_report = LiveReport(daemon)
+    live_report.attach(app)
 
     async def report(_: web.Request) -> web.Response:
         page = await live_report.page()

@@ -3,15 +3,20 @@
 The state changes with every scan (16,500 targets every 15 minutes is 18 scans a second), so
 the page is not rendered per change but kept for MAX_AGE seconds: a request gets the kept page
 at once and, when it is older than that, a fresh one is rendered in a thread for the next
-requests. Only the first request (and one after a reload or the first full pass) waits for a
-render. The snapshot is copied on the event loop, so the thread never reads what a scan writes.
+requests. The first page is rendered as soon as the agent is ready, so no request waits for a
+render unless it comes before that, or right after a reload. One render runs at a time. The
+snapshot is copied on the event loop, so the thread never reads what a scan writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
 
 from . import build, catalog_info, ip_info
 from .html import render_html
@@ -19,6 +24,8 @@ from .inputs import Loaded, apply_home, target_object
 
 if TYPE_CHECKING:
     from ..daemon.agent import Daemon
+
+log = structlog.get_logger()
 
 MAX_AGE = 60.0
 TITLE = "Digital sovereignty report"
@@ -31,27 +38,59 @@ class LiveReport:
         self._page: bytes | None = None
         self._rendered = 0.0
         self._key: tuple[Any, ...] | None = None
-        self._refresh: asyncio.Task[None] | None = None
+        self._render_task: asyncio.Task[bool] | None = None
+        self._warming: asyncio.Task[None] | None = None
+
+    def attach(self, app: web.Application) -> None:
+        """Render the first page in the background once the agent is ready (from app start to cleanup)."""
+
+        async def start(_: web.Application) -> None:
+            self._warming = asyncio.create_task(self._warm())
+
+        async def stop(_: web.Application) -> None:
+            for task in (self._warming, self._render_task):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
+
+    async def _warm(self) -> None:
+        while not self.daemon.ready:
+            await asyncio.sleep(0.5)
+        await asyncio.shield(self._renewal())
 
     def _state_key(self) -> tuple[Any, ...]:
         """What makes a kept page wrong rather than old: a reload, the end of the first pass."""
         return (self.daemon.ready, self.daemon.snapshot.reload_success_time)
 
+    def _renewal(self) -> asyncio.Task[bool]:
+        """The render in progress, or a new one."""
+        if self._render_task is None or self._render_task.done():
+            self._render_task = asyncio.create_task(self._render())
+        return self._render_task
+
     async def page(self) -> bytes:
-        if self._page is None or self._key != self._state_key():
-            await self._render()
-        elif time.monotonic() - self._rendered > MAX_AGE and (self._refresh is None or self._refresh.done()):
-            self._refresh = asyncio.create_task(self._render())
-        assert self._page is not None
+        while self._page is None or self._key != self._state_key():
+            # shielded: a client that goes away does not cancel the render others wait for
+            if not await asyncio.shield(self._renewal()):
+                raise web.HTTPInternalServerError(text="the report could not be rendered (see the agent's log)\n")
+        if time.monotonic() - self._rendered > MAX_AGE:
+            self._renewal()
         return self._page
 
-    async def _render(self) -> None:
+    async def _render(self) -> bool:
         key = self._state_key()
         started = time.monotonic()
-        job = self._snapshot()
-        page = await asyncio.to_thread(_render, *job)
-        if started >= self._rendered:  # a slower, older render never replaces a newer page
-            self._page, self._rendered, self._key = page, started, key
+        try:
+            page = await asyncio.to_thread(_render, *self._snapshot())
+        except Exception as exc:  # the agent keeps scanning; the kept page (if any) stays
+            log.exception("report.render_failed", error=str(exc))
+            return False
+        self._page, self._rendered, self._key = page, started, key
+        return True
 
     def _snapshot(self) -> tuple[Loaded, dict[str, Any]]:
         """A copy of what the report shows, taken on the event loop."""
