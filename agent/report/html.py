@@ -15,7 +15,7 @@ import base64
 import gzip
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
@@ -345,7 +345,7 @@ def _groups(report: Report) -> str:
                    "(<code>gemeente.nl sector=municipality</code>) or the configuration, then "
                    "<code>dijkwacht report --group-by sector</code>.</p></section>")
         return "".join(out)
-    for key, values in report.groups.items():
+    for index, (key, values) in enumerate(report.groups.items()):
         cats = sorted({c for fig in values.values() for c in fig["categories"]}, key=lambda c: -report.figures["categories"].get(c, {}).get("targets", 0))
         rows = []
         chart = []
@@ -357,7 +357,7 @@ def _groups(report: Report) -> str:
                         + [_pct(sh["categories"][c]["foreign"] if c in sh["categories"] else share(0, fig["targets"])) for c in cats])
         out.append(f"<h3>By {_e(key)}</h3><figure><figcaption>Per {_e(key)}: domains with a foreign dependency, without, and unknown</figcaption>")
         out.append(_legend((("foreign", "foreign"), ("home", "no foreign dependency"), ("unk", "unknown (incomplete)"))))
-        out.append(_chart(f"ch-group-{len(out)}", f"Share of domains with a foreign dependency, per {key}",
+        out.append(_chart(f"ch-group-{index}", f"Share of domains with a foreign dependency, per {key}",
                           chart, None))
         out.append("</figure>")
         out.append(_table(f"Per {key}: the headline shares, and per category the share with a foreign provider",
