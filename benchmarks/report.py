@@ -112,15 +112,31 @@ def synthetic_results(n: int, seed: int = 1) -> list[dict]:
     return results
 
 
-def _timed(argv: list[str]) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS in MB of one run of `argv`."""
+# Runs each measured command and reports wall, CPU and peak RSS. A separate small process: a
+# child forked from this one (which holds every result) would count that copy in its peak RSS.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
     started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(json.loads(line), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    if status:
-        sys.exit(f"failed: {' '.join(argv)}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    print(json.dumps([status, time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024]), flush=True)
+"""
+
+
+class Launcher:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def timed(self, argv: list[str]) -> tuple[float, float, float]:
+        """Wall seconds, CPU seconds (user + system) and peak RSS in MB of one run of `argv`."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(argv) + "\n")
+        self.process.stdin.flush()
+        status, wall, cpu, rss = json.loads(self.process.stdout.readline())
+        if status:
+            sys.exit(f"failed: {' '.join(argv)}")
+        return wall, cpu, rss
 
 
 def _state(results: list[dict], path: Path) -> None:
@@ -183,6 +199,7 @@ def main() -> None:
     if not os.environ.get("DIJKWACHT_BENCH_NETNS"):
         os.environ["DIJKWACHT_BENCH_NETNS"] = "1"
         os.execvp("unshare", ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable, *sys.argv])
+    launcher = Launcher()  # before anything is loaded
     work = Path(tempfile.mkdtemp(prefix="dijkwacht-report-"))
     if args.results:
         source = args.results
@@ -200,7 +217,7 @@ def main() -> None:
     rows = []
 
     def measure(what: str, argv: list[str], out: Path) -> None:
-        runs = [_timed([*argv, "--output", str(out)]) for _ in range(args.runs)]
+        runs = [launcher.timed([*argv, "--output", str(out)]) for _ in range(args.runs)]
         wall, cpu, rss = (statistics.median(r[i] for r in runs) for i in range(3))
         rows.append((what, f"{wall:.2f}", f"{cpu:.2f}", f"{rss:.0f}", f"{out.stat().st_size / 1e6:.2f}"))
 

@@ -386,9 +386,9 @@ def _changes(report: Report) -> str:
     home = home_words(report.home)
     kinds = ch["kinds"]
     out.append(
-        f'<p class="lead">Since {since}: <strong data-figure="home_to_foreign">{_n(kinds["home_to_foreign"])}</strong> dependencies moved out of {_e(home)}, '
-        f'<strong data-figure="foreign_to_home">{_n(kinds["foreign_to_home"])}</strong> moved home, and '
-        f'<strong data-figure="ownership">{_n(ch["reasons"]["ownership"])}</strong> changed owner without any DNS change.</p>'
+        f'<p class="lead">Since {since}: <strong data-figure="home_to_foreign">{_n(kinds["home_to_foreign"])}</strong> moves out of {_e(home)} and '
+        f'<strong data-figure="foreign_to_home">{_n(kinds["foreign_to_home"])}</strong> moves home; '
+        f'<strong data-figure="ownership">{_n(ch["reasons"]["ownership"])}</strong> of all changes came from a change of owner, without any DNS change.</p>'
         f'<p>{_n(ch["changes"])} confirmed changes for {_n(ch["targets"])} domains in all. A move counts after the agent saw it in consecutive scans; '
         "an ownership change when a provider's ultimate parent moved to another jurisdiction (an acquisition).</p>"
     )

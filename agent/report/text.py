@@ -91,9 +91,9 @@ def render_markdown(report: Report, *, domains: bool = False) -> str:
         out += ["These figures come from one scan; changes over time come from the agent's history (`--state STATE.db --since DATE`).", ""]
     else:
         ch = report.changes
-        out += [f"Since {when(report.since, time=False)}: **{_n(ch['kinds']['home_to_foreign'])}** dependencies moved out of {_md(home)}, "
-                f"**{_n(ch['kinds']['foreign_to_home'])}** moved home, **{_n(ch['reasons']['ownership'])}** changed owner without any DNS change "
-                f"({_n(ch['changes'])} confirmed changes for {_n(ch['targets'])} domains).", ""]
+        out += [f"Since {when(report.since, time=False)}: **{_n(ch['kinds']['home_to_foreign'])}** moves out of {_md(home)} and "
+                f"**{_n(ch['kinds']['foreign_to_home'])}** moves home; **{_n(ch['reasons']['ownership'])}** of all changes came from a change of "
+                f"owner, without any DNS change ({_n(ch['changes'])} confirmed changes for {_n(ch['targets'])} domains).", ""]
         if ch["changes"]:
             out += _md_table(["Category", "Changes", *CHANGE_KINDS], (
                 [_md(c), _n(per["changes"]), *(_n(per[k]) for k in CHANGE_KINDS)] for c, per in ch["categories"].items()
