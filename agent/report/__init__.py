@@ -87,8 +87,8 @@ def label_keys(results: Iterable[dict[str, Any]]) -> list[str]:
     return sorted({k for r in results for k in r.get("labels", ())})
 
 
-def iso(when: float | None) -> str | None:
-    return None if when is None else dt.datetime.fromtimestamp(when, dt.UTC).isoformat(timespec="seconds")
+def iso(moment: float | None) -> str | None:
+    return None if moment is None else dt.datetime.fromtimestamp(moment, dt.UTC).isoformat(timespec="seconds")
 
 
 def home_words(home: Sequence[str]) -> str:
