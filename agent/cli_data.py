@@ -6,7 +6,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from .rangefeeds import FEEDS, update_ranges
+from . import asn
+from .rangefeeds import FEEDS, FeedResult, update_ranges
 
 
 def _positive_seconds(text: str) -> float:
@@ -26,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "update",
         help="download the providers' official IP range lists",
         description=(
-            "Download the providers' official IP range lists and rewrite their <provider>.txt files. "
+            "Download the providers' official IP range lists and rewrite their <provider>.txt files, "
+            f"and the IP-to-AS table ({asn.FEED}: iptoasn.com, public domain) into {asn.COMBINED}. "
             "A feed that fails, or that shrinks to fewer than half of the prefixes on disk, leaves "
             "the old file untouched; other files in the data directory are never changed."
         ),
@@ -37,17 +39,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--provider",
         action="append",
         dest="providers",
-        choices=list(FEEDS),
+        choices=[*FEEDS, asn.FEED],
         metavar="ID",
-        help=f"update only this provider; repeat for several (default: all of {', '.join(FEEDS)})",
+        help=f"update only this provider; repeat for several (default: all of {', '.join([*FEEDS, asn.FEED])})",
     )
     update.add_argument("--force", action="store_true", help="replace a file even if the new list has fewer than half of its prefixes")
     update.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="SECONDS", help="time limit for each download (default: %(default)g)")
 
 
+async def _update(args: argparse.Namespace, data_dir: Path) -> list[FeedResult]:
+    chosen = args.providers
+    feeds = None if chosen is None else [p for p in chosen if p != asn.FEED]
+    results = await update_ranges(data_dir, providers=feeds, timeout=args.timeout, force=args.force)
+    if chosen is None or asn.FEED in chosen:
+        results.append(await asn.update_table(data_dir, timeout=args.timeout, force=args.force))
+    return results
+
+
 def run(args: argparse.Namespace, data_dir: Path) -> int:
     """Update the range files in `data_dir`; one line per provider; 0 if every feed succeeded."""
-    results = asyncio.run(update_ranges(data_dir, providers=args.providers, timeout=args.timeout, force=args.force))
+    results = asyncio.run(_update(args, data_dir))
     for result in results:
         if result.ok:
             print(f"{result.provider}  ok  {result.prefixes_v4} IPv4  {result.prefixes_v6} IPv6  {result.path}")

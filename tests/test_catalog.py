@@ -134,6 +134,7 @@ source = "https://intranet.example"
     ("text", "message"),
     [
         ('[providers.Bad_Id]\nname = "x"\n', "line 1: providers.Bad_Id: provider id must be a lowercase slug"),
+        ('[providers.as8447]\nname = "x"\n', "line 1: providers.as8447: ids as<number> are reserved for AS organisations"),
         ('[providers.x]\nname = "x"\njurisdiction = "USA"\nsource = "https://x"\n', "line 3: providers.x.jurisdiction: 'USA' is not an ISO"),
         ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\ncolour = "red"\n', "line 5: providers.x.colour: unknown key"),
         ('[providers.x]\nname = "x"\nsource = "https://x"\n', "lacks required key 'jurisdiction'"),
