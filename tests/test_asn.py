@@ -130,8 +130,9 @@ def test_parse_rows_yields_integers_and_normalised_countries():
 
 ZONE = """
 gemeente.at MX 10 mail.gemeente.at.
-mail.gemeente.at A 195.230.171.116
+mail.gemeente.at AAAA 2001:db8::25
 gemeente.at A 195.230.171.117
+www.gemeente.at A 203.0.113.9
 gemeente.at NS ns1.provider-a1.at.
 ns1.provider-a1.at A 80.120.1.2
 stadt.at MX 10 mail.stadt.at.
@@ -159,12 +160,15 @@ async def test_unclaimed_addresses_are_attributed_through_their_as(dns_server, t
     hetzner = [("hetzner", ipaddress.ip_network("5.161.0.0/16"))]
     deps = await scan(dns_server, IPRanges(hetzner, asn=table))
     gemeente = deps["gemeente.at"]
-    mail = gemeente[("email", "as8339")]  # no catalog provider lists AS8339: its holder
-    assert (mail.name, mail.parent, mail.jurisdiction, mail.foreign) == ("AS8339 KABELPLUS-AS kabelplus GmbH", "KABELPLUS-AS kabelplus GmbH", "AT", False)
+    mail = gemeente[("email", "as64501")]  # no catalog provider lists AS64501: its holder
+    assert (mail.name, mail.parent, mail.jurisdiction, mail.foreign) == ("AS64501 DOC-AS Documentation B.V.", "DOC-AS Documentation B.V.", "NL", False)
     assert (mail.confidence, mail.role) == ("indicated", "mailbox")
-    assert mail.evidence == ("MX 10 mail.gemeente.at 195.230.171.116 (AS8339 KABELPLUS-AS kabelplus GmbH, AT)",)
-    assert gemeente[("hosting", "as8339")].confidence == "indicated"
-    dns = gemeente[("dns", "a1-telekom")]  # the catalog lists AS8447: the provider, with its owner
+    assert mail.evidence == ("MX 10 mail.gemeente.at 2001:db8::25 (AS64501 DOC-AS Documentation B.V., NL)",)
+    site = gemeente[("hosting", "kabelplus")]  # the catalog lists AS8339: the provider, with its owner
+    assert (site.jurisdiction, site.parent, site.confidence) == ("AT", "Land Niederösterreich (through EVN AG)", "indicated")
+    www = gemeente[("hosting", "as64500")]  # registered with no country code: unknown, never foreign
+    assert (www.jurisdiction, www.foreign) == ("", False)
+    dns = gemeente[("dns", "a1-telekom")]
     assert (dns.jurisdiction, dns.foreign, dns.confidence) == ("MX", True, "indicated")
     stadt = deps["stadt.at"]
     assert stadt[("email", "a1-telekom")].role == "mailbox"

@@ -78,6 +78,7 @@ class Provider:
     jurisdiction: str
     source: str
     control: str = ""  # how the parent controls the operator (docs/catalog.md, the ownership rule)
+    group: str = ""  # the group between the operator and the ultimate parent, if any (team.blue)
     ip_role: str = "hosting"
     mail_gateway: bool = False  # a filtering service in front of someone's mailbox provider
     note: str = ""
@@ -209,7 +210,7 @@ class _Raw:
     first: tuple[str, str] = ("<catalog>", "")  # (path, text) of the file that first named it
 
 
-_PROVIDER_KEYS = {"name", "operator", "parent", "jurisdiction", "control", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
+_PROVIDER_KEYS = {"name", "operator", "group", "parent", "jurisdiction", "control", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
 _FACT_KEYS = {"kind", "category", "value", "service", "confidence", "source", "role"}
 _OWNERSHIP_KEYS = {"parent", "jurisdiction", "status", "effective", "source", "note"}
 
@@ -350,6 +351,7 @@ def _build(pid: str, raw: _Raw) -> Provider:
         jurisdiction=jurisdiction,
         source=data["source"],
         control=data.get("control", ""),
+        group=data.get("group", ""),
         ip_role=ip_role,
         mail_gateway=data.get("mail_gateway", False),
         note=data.get("note", ""),
