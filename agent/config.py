@@ -17,6 +17,7 @@ from typing import Any
 
 from .catalog import expand_home
 from .errors import ConfigError
+from .ratelimit import default_max_qps
 from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, normalise_domain, read_targets_file
 from .tomlpos import find_line
 
@@ -73,6 +74,14 @@ def _positive(kind: type) -> Callable[[Any], Any]:
         return kind(value)
 
     return check
+
+
+def _rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number (queries per second; 0 for no limit)")
+    if value < 0:
+        raise ValueError("must be 0 (no limit) or positive")
+    return float(value)
 
 
 def _bool(value: Any) -> bool:
@@ -133,6 +142,7 @@ class AgentSettings:
     dns_timeout: float = 2.0
     dns_tries: int = 2
     max_inflight: int = 200
+    max_qps: float | None = None  # None: automatic (ratelimit.default_max_qps); 0: no limit
     concurrency: int = 64
     detector_timeout: float = 30.0
     http_probe: bool = False
@@ -145,6 +155,13 @@ class AgentSettings:
     @property
     def home_codes(self) -> frozenset[str]:
         return expand_home(self.home)
+
+    @property
+    def query_rate(self) -> float | None:
+        """The query rate limit in force: None for no limit."""
+        if self.max_qps is None:
+            return default_max_qps(self.nameservers)
+        return self.max_qps or None
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,7 @@ _AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "dns_timeout": _positive(float),
     "dns_tries": _positive(int),
     "max_inflight": _positive(int),
+    "max_qps": _rate,
     "concurrency": _positive(int),
     "detector_timeout": _positive(float),
     "http_probe": _bool,
