@@ -26,7 +26,7 @@ import socket
 import tempfile
 import zlib
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,16 +70,20 @@ def parse_provider_id(provider: str) -> int | None:
 class _Family:
     """Sorted disjoint ranges of one address family with their AS numbers, in typed arrays:
     4 bytes a number for IPv4, 8 for IPv6 kept at /64 granularity (no route is longer than
-    /48). Compact arrays keep a `bisect` over half a million ranges in the CPU caches, which
-    makes it faster than the same search over a list of Python ints, and they are filled row
-    by row, so loading never holds the table as Python objects."""
+    /48). They are filled row by row, so loading never holds the table as Python objects.
 
-    __slots__ = ("starts", "ends", "asns", "_sorted")
+    A bisect over half a million array entries makes a Python int per probe; an index of the
+    first range per 65,536 buckets (the top 16 bits) narrows it to the few ranges of the
+    address's bucket, so a lookup costs what the range-file lookup does (asn_lookup.py)."""
+
+    __slots__ = ("starts", "ends", "asns", "buckets", "_shift", "_sorted")
 
     def __init__(self, typecode: str) -> None:
         self.starts = array(typecode)
         self.ends = array(typecode)
         self.asns = array("I")
+        self.buckets = array("I")
+        self._shift = self.starts.itemsize * 8 - 16
         self._sorted = True
 
     def add(self, start: int, end: int, asn: int) -> None:
@@ -100,18 +104,22 @@ class _Family:
         self.asns.append(asn)
 
     def finish(self) -> None:
-        """Sort rows that came out of order (ip2asn files are sorted; hand-made ones may not be)."""
-        if self._sorted:
-            return
-        rows = sorted(zip(self.starts, self.ends, self.asns))
-        for name in ("starts", "ends", "asns"):
-            setattr(self, name, array(getattr(self, name).typecode))
-        self._sorted = True
-        for row in rows:
-            self.add(*row)
+        """Sort rows that came out of order (ip2asn files are sorted; hand-made ones may not
+        be), then build the bucket index."""
+        if not self._sorted:
+            rows = sorted(zip(self.starts, self.ends, self.asns))
+            for name in ("starts", "ends", "asns"):
+                setattr(self, name, array(getattr(self, name).typecode))
+            self._sorted = True
+            for row in rows:
+                self.add(*row)
+        self.buckets = array("I", (bisect_left(self.starts, bucket << self._shift) for bucket in range(65537)))
 
     def lookup(self, value: int) -> int:
-        i = bisect_right(self.starts, value) - 1
+        bucket = value >> self._shift
+        first = self.buckets[bucket]
+        # The range holding `value` starts in its bucket, or is the last one starting before it.
+        i = bisect_right(self.starts, value, first - 1 if first else 0, self.buckets[bucket + 1]) - 1
         if i >= 0 and value <= self.ends[i]:
             return self.asns[i]
         return 0
