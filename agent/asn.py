@@ -9,10 +9,11 @@ ip2asn (public domain), one row per announced range:
 `ip2asn-combined.tsv.gz` holds IPv4 and IPv6; `ip2asn-v4.tsv.gz` / `ip2asn-v6.tsv.gz` one family
 each (plain `.tsv` works too). AS 0 rows ("Not routed") are left out. Ranges are kept as sorted
 starts and ends in typed arrays, so a lookup is one `bisect` like the range lookup, and the
-table (about 600,000 rows) costs about 10 MB (benchmarks/asn_lookup.py).
+table (about 600,000 rows) costs about 22 MB with its AS records (benchmarks/asn_lookup.py).
 
 `dijkwacht data update` fetches the table into the data directory; it is checked by parsing it
-completely before the old one is replaced.
+completely before the old one is replaced, and its parsed arrays are kept in an index file
+beside it, so agents and scans load it in well under a second.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import json
 import os
 import re
 import socket
@@ -251,11 +253,72 @@ def table_paths(data_dir: Path) -> list[Path]:
 
 
 def load_table(data_dir: Path | str | None) -> AsTable | None:
-    """The IP-to-AS table of the data directory, or None when it has none (the scan works without)."""
+    """The IP-to-AS table of the data directory, or None when it has none (the scan works without).
+
+    Parsing the text table takes seconds; its arrays are then kept in an index file beside it
+    (INDEX), which later loads read in a fraction of a second as long as the table files are
+    unchanged (same names, sizes and modification times)."""
     if not data_dir or not Path(data_dir).is_dir():
         return None
-    paths = table_paths(Path(data_dir))
-    return read_table(paths) if paths else None
+    directory = Path(data_dir)
+    paths = table_paths(directory)
+    if not paths:
+        return None
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+    table = _read_index(directory / INDEX, stamp, paths)
+    if table is None:
+        table = read_table(paths)
+        _write_index(directory / INDEX, stamp, table)
+    return table
+
+
+INDEX = ".ip2asn.index"
+_MAGIC = b"dijkwacht ip2asn index 1\n"
+
+
+def _read_index(path: Path, stamp: list, paths: list[Path]) -> AsTable | None:
+    """The table from its index, or None if there is none or it does not match the files."""
+    try:
+        with path.open("rb") as handle:
+            if handle.readline() != _MAGIC:
+                return None
+            header = json.loads(handle.readline())
+            if header["stamp"] != stamp:
+                return None
+            table = AsTable()
+            for family, counts in ((table._v4, header["v4"]), (table._v6, header["v6"])):
+                for name, count in zip(("starts", "ends", "asns", "buckets"), counts):
+                    getattr(family, name).fromfile(handle, count)
+            table._info = {asn: AsInfo(asn, country, name) for asn, country, name in json.loads(handle.read())}
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
+        return None  # a missing, old or damaged index: parse the table again
+    table.files = tuple(TableFile(p, rows[0], rows[1], p.stat().st_mtime) for p, rows in zip(paths, header["rows"]))
+    return table
+
+
+def _write_index(path: Path, stamp: list, table: AsTable) -> None:
+    """Write the index atomically; a read-only data directory only costs the next load its parse."""
+    families = (table._v4, table._v6)
+    header = {
+        "stamp": stamp,
+        "rows": [[f.rows_v4, f.rows_v6] for f in table.files],
+        **{key: [len(getattr(f, n)) for n in ("starts", "ends", "asns", "buckets")] for key, f in zip(("v4", "v6"), families)},
+    }
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(_MAGIC + json.dumps(header).encode() + b"\n")
+                for family in families:
+                    for name in ("starts", "ends", "asns", "buckets"):
+                        getattr(family, name).tofile(handle)
+                handle.write(json.dumps([[i.asn, i.country, i.name] for i in table._info.values()], ensure_ascii=False).encode())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        log.warning("asn.index_not_written", path=str(path), error=str(exc))
 
 
 # --- fetching -----------------------------------------------------------------------------------
@@ -313,6 +376,7 @@ async def update_table(data_dir: Path, *, url: str | None = None, session: aioht
         body = await _get(session, FEED, url, timeout)
         v4, v6 = await asyncio.to_thread(_count_rows, body, url)
         await asyncio.to_thread(_store, path, body, v4 + v6, force)
+        await asyncio.to_thread(load_table, data_dir)  # builds the index now, not at the next start
     except FeedError as exc:
         return _failed(f"{exc.url}: {exc.reason}")
     except OSError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ipaddress
+import os
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,31 @@ def test_per_family_files_plain_or_gzip_and_the_combined_one_wins(tmp_path):
     assert load_table(tmp_path / "missing") is None
     (tmp_path / "empty").mkdir()
     assert load_table(tmp_path / "empty") is None
+
+
+def test_the_parsed_table_is_kept_in_an_index_until_the_table_changes(tmp_path):
+    path = write(tmp_path, "ip2asn-combined.tsv.gz", V4 + V6)
+    first = load_table(tmp_path)
+    index = tmp_path / asn.INDEX
+    assert index.is_file()
+    again = load_table(tmp_path)
+    for address in ("80.120.0.1", "195.230.180.1", "2a01:4f8::25", "1.0.2.1", "203.0.113.9"):
+        assert again.lookup(address) == first.lookup(address), address
+    assert [(f.rows_v4, f.rows_v6) for f in again.files] == [(5, 2)] and len(again) == len(first)
+    path.write_bytes(gzip.compress(V6.encode()))  # a new table: the index no longer matches
+    os.utime(path, ns=(1, 1))
+    assert load_table(tmp_path).lookup("80.120.0.1") is None
+    index.write_bytes(index.read_bytes()[:60])  # a damaged index is parsed around
+    assert load_table(tmp_path).lookup("2a01:4f8::1").asn == 24940
+
+
+def test_an_index_that_cannot_be_written_costs_only_the_parse(tmp_path):
+    write(tmp_path, "ip2asn-combined.tsv.gz", V4)
+    (tmp_path / asn.INDEX).mkdir()  # in the way, as a read-only directory would be
+    with structlog.testing.capture_logs() as logs:
+        table = load_table(tmp_path)
+    assert table.lookup("80.120.0.1").asn == 8447
+    assert [e["event"] for e in logs] == ["asn.index_not_written"]
 
 
 def test_range_files_list_the_table_so_its_age_is_exported(tmp_path):
@@ -254,4 +280,4 @@ async def test_cli_updates_the_table_as_feed_ip2asn(http, tmp_path, monkeypatch,
         code = await asyncio.to_thread(cli_data.run, args, tmp_path)
     assert code == 0
     assert capsys.readouterr().out == f"ip2asn  ok  5 IPv4  2 IPv6  {tmp_path / 'ip2asn-combined.tsv.gz'}\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ip2asn-combined.tsv.gz"]  # no range feed was asked
+    assert sorted(p.name for p in tmp_path.iterdir()) == [asn.INDEX, "ip2asn-combined.tsv.gz"]  # no range feed was asked
