@@ -370,8 +370,8 @@ async def update_table(data_dir: Path, *, url: str | None = None, session: aioht
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / COMBINED
     own = session is None
-    if session is None:
-        session = aiohttp.ClientSession(headers={"User-Agent": f"dijkwacht/{__version__}"})
+    if session is None:  # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as for the range feeds
+        session = aiohttp.ClientSession(headers={"User-Agent": f"dijkwacht/{__version__}"}, trust_env=True)
     try:
         body = await _get(session, FEED, url, timeout)
         v4, v6 = await asyncio.to_thread(_count_rows, body, url)
@@ -385,6 +385,24 @@ async def update_table(data_dir: Path, *, url: str | None = None, session: aioht
         if own:
             await session.close()
     log.info("feed.updated", provider=FEED, v4=v4, v6=v6, path=str(path))
+    return FeedResult(FEED, True, v4, v6, path)
+
+
+def import_table(data_dir: Path, source_dir: Path, *, force: bool = False) -> FeedResult:
+    """Like update_table, from an ip2asn-combined.tsv.gz fetched elsewhere (air-gapped sites)."""
+    source = source_dir / COMBINED
+    path = data_dir / COMBINED
+    try:
+        body = source.read_bytes()
+        v4, v6 = _count_rows(body, str(source))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _store(path, body, v4 + v6, force)
+        load_table(data_dir)
+    except FeedError as exc:
+        return _failed(f"{exc.url}: {exc.reason}")
+    except OSError as exc:
+        return _failed(f"{exc.filename or path}: {exc.strerror or exc}")
+    log.info("feed.imported", provider=FEED, v4=v4, v6=v6, path=str(path))
     return FeedResult(FEED, True, v4, v6, path)
 
 

@@ -258,7 +258,7 @@ def agent(cfg: Config):
         .with_panel(_stat("Confirmations", "Agreeing scans needed before a change is reported.", f"max(dijkwacht_scan_confirmations{s()})", "none"))
         .with_panel(_stat("Stale targets", f"Targets without a clean scan for {cfg.stale_intervals} scan intervals.", f"sum({r['stale']})", "none"))
         .with_panel(_stat("Failed DNS queries", f"Share of DNS queries that failed (SERVFAIL, REFUSED, timeout, error) over {cfg.dns_window}.", f"max({r['dns_failed_ratio']})", "percentunit"))
-        .with_panel(_stat("Targets with errors", "Targets whose latest scan reported an error in any detector.", f"count(max by ({cfg.by_target}) (dijkwacht_scan_errors{s()}) > 0) or vector(0)", "none"))
+        .with_panel(_stat("Targets with errors", "Targets whose latest scan reported an error in any detector.", f"count({r['target_errors']} > 0) or vector(0)", "none"))
         .with_panel(_series("Scan duration", "95th percentile and mean duration of one target scan.", [
             (f"histogram_quantile(0.95, sum by ({a}, le) (rate(dijkwacht_scan_duration_seconds_bucket{s()}[$__rate_interval])))", "p95 {{instance}}"),
             (f"sum by ({a}) (rate(dijkwacht_scan_duration_seconds_sum{s()}[$__rate_interval])) / sum by ({a}) (rate(dijkwacht_scan_duration_seconds_count{s()}[$__rate_interval]))", "mean {{instance}}"),

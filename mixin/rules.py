@@ -17,6 +17,8 @@ def recorded(cfg: Config) -> dict[str, str]:
     """Names of the recorded series, by role."""
     g = cfg.group_label
     return {
+        "target_foreign": "target:dijkwacht_foreign_dependencies:any",
+        "target_errors": "target:dijkwacht_scan_errors:sum",
         "scanned": "dijkwacht:targets_scanned:count",
         "foreign": "dijkwacht:targets_foreign:count",
         "foreign_ratio": "dijkwacht:targets_foreign:ratio",
@@ -45,7 +47,6 @@ def recording_rules(cfg: Config) -> list[dict]:
     s, agent, target, g = cfg.sel, cfg.by_agent, cfg.by_target, cfg.group_label
     # 1 per (agent, target, category) when the category has a foreign dependency, else 0.
     foreign01 = f"clamp_max(dijkwacht_foreign_dependencies{s()}, 1)"
-    per_target01 = f"max by ({target}) ({foreign01})"
     with_group = f"on ({target}) group_left ({g}) max by ({target}, {g}) (dijkwacht_target_info{s()})"
     deps = f"dijkwacht_dependency_info{s()}"
     foreign_true = 'foreign="true"'
@@ -55,16 +56,20 @@ def recording_rules(cfg: Config) -> list[dict]:
     stale = (
         f"((time() - dijkwacht_last_successful_scan_timestamp_seconds{s()})"
         f" > bool on ({agent}) group_left () ({cfg.stale_intervals} * dijkwacht_scan_interval_seconds{s()}))"
-        f" * on ({target}) (max by ({target}) (dijkwacht_scan_errors{s()}) == bool 0)"
+        f" * on ({target}) ({r['target_errors']} == bool 0)"
     )
     rules = [
+        # Per target (16,500 series for 16,500 targets, from five times as many): read once here,
+        # by the figures and alerts below. Rules of a group run in order, so later ones see these.
+        (r["target_foreign"], f"max by ({target}) ({foreign01})"),
+        (r["target_errors"], f"sum by ({target}) (dijkwacht_scan_errors{s()})"),
         # The headline: targets with any foreign dependency (of those with a completed scan).
-        (r["scanned"], f"count({per_target01})"),
-        (r["foreign"], f"sum({per_target01})"),
-        (r["foreign_ratio"], f"avg({per_target01})"),
+        (r["scanned"], f"count({r['target_foreign']})"),
+        (r["foreign"], f"sum({r['target_foreign']})"),
+        (r["foreign_ratio"], f"{r['foreign']} / {r['scanned']}"),
         (r["category_scanned"], f"count by (category) ({foreign01})"),
         (r["category_foreign"], f"sum by (category) ({foreign01})"),
-        (r["category_foreign_ratio"], f"avg by (category) ({foreign01})"),
+        (r["category_foreign_ratio"], f"{r['category_foreign']} / {r['category_scanned']}"),
         # Targets per provider / jurisdiction: one per target, whatever else tells the series apart.
         (r["provider"], f"count by (provider, jurisdiction, foreign) (max by ({target}, provider, jurisdiction, foreign) ({deps}))"),
         (r["category_provider"], f"count by (category, role, provider, jurisdiction, foreign) (max by ({target}, category, role, provider, jurisdiction, foreign) ({deps}))"),
@@ -75,9 +80,9 @@ def recording_rules(cfg: Config) -> list[dict]:
         (r["category_role_foreign_ratio"], f"({r['category_role_foreign']} or 0 * {r['category_role']}) / {r['category_role']}"),
         (r["jurisdiction"], f"count by (jurisdiction, foreign) (max by ({target}, jurisdiction, foreign) ({deps}))"),
         (r["category_jurisdiction"], f"count by (category, jurisdiction, foreign) (max by ({target}, category, jurisdiction, foreign) ({deps}))"),
-        (r["group_scanned"], f"count by ({g}) ({per_target01} * {with_group})"),
-        (r["group_foreign"], f"sum by ({g}) ({per_target01} * {with_group})"),
-        (r["group_foreign_ratio"], f"avg by ({g}) ({per_target01} * {with_group})"),
+        (r["group_scanned"], f"count by ({g}) ({r['target_foreign']} * {with_group})"),
+        (r["group_foreign"], f"sum by ({g}) ({r['target_foreign']} * {with_group})"),
+        (r["group_foreign_ratio"], f"{r['group_foreign']} / {r['group_scanned']}"),
         (r["group_category_foreign_ratio"], f"avg by ({g}, category) ({foreign01} * {with_group})"),
         # Agent health, per agent: what the alerts below compare against.
         (
@@ -172,7 +177,7 @@ def alert_rules(cfg: Config) -> list[dict]:
         dict(
             alert="DijkwachtTargetScanFailing",
             expr=(
-                f"(max by ({target}) (dijkwacht_scan_errors{s()}) > 0)\n"
+                f"({r['target_errors']} > 0)\n"
                 f"unless on ({target})\n"
                 f"  ((time() - dijkwacht_last_successful_scan_timestamp_seconds{s()}) <= on ({agent}) group_left () ({cfg.failing_intervals} * {interval}))\n"
                 f"unless on ({agent}) {resolver_down}\n"
@@ -202,7 +207,7 @@ def alert_rules(cfg: Config) -> list[dict]:
                 f"(\n  (time() - dijkwacht_last_successful_scan_timestamp_seconds{s()}) > on ({agent}) group_left () ({cfg.stale_intervals} * {interval})\n"
                 f"  or on ({target})\n"
                 f"  (max by ({target}) (dijkwacht_target_info{s()}) unless on ({target}) dijkwacht_last_successful_scan_timestamp_seconds{s()})\n)\n"
-                f"unless on ({target}) (max by ({target}) (dijkwacht_scan_errors{s()}) > 0)\n"
+                f"unless on ({target}) ({r['target_errors']} > 0)\n"
                 f"unless on ({agent}) {resolver_down}\n"
                 f"unless on ({agent}) {agent_down}"
             ),

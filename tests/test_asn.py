@@ -281,3 +281,22 @@ async def test_cli_updates_the_table_as_feed_ip2asn(http, tmp_path, monkeypatch,
     assert code == 0
     assert capsys.readouterr().out == f"ip2asn  ok  5 IPv4  2 IPv6  {tmp_path / 'ip2asn-combined.tsv.gz'}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [asn.INDEX, "ip2asn-combined.tsv.gz"]  # no range feed was asked
+
+
+def test_an_air_gapped_site_imports_the_table_from_a_directory(tmp_path, capsys):
+    source = tmp_path / "downloads"
+    source.mkdir()
+    write(source, "ip2asn-combined.tsv.gz", V4 + V6)
+    data = tmp_path / "data"
+    parser = cli_data.argparse.ArgumentParser(prog="dijkwacht")
+    cli_data.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["data", "update", "--provider", "ip2asn", "--from", str(source)])
+    with structlog.testing.capture_logs() as logs:
+        assert cli_data.run(args, data) == cli_data.OK
+    assert [e["event"] for e in logs] == ["feed.imported"]
+    assert capsys.readouterr().out == f"ip2asn  ok  5 IPv4  2 IPv6  {data / 'ip2asn-combined.tsv.gz'}\n"
+    assert load_table(data).lookup("80.120.0.1").asn == 8447
+    (source / "ip2asn-combined.tsv.gz").unlink()
+    with structlog.testing.capture_logs():
+        assert cli_data.run(args, data) == cli_data.FAILED
+    assert "ip2asn  FAILED" in capsys.readouterr().out and load_table(data) is not None  # the old table stays
