@@ -42,6 +42,7 @@ AFTER = BEFORE.replace("gemeente.nl 0 MX 10 mx.transip.email.", "gemeente.nl 0 M
 # The mixin's settings for a 10-second scan interval and 1-second scrapes.
 MIXIN = """
 rule_interval: 1s
+overview_interval: 1s
 dns_window: 15s
 dns_for: 3s
 failing_for: 10s
