@@ -54,7 +54,7 @@ reload_failed_for: 5s
 MOVES = {"DijkwachtDependencyMovedForeign", "DijkwachtDependencyMovedBetweenForeign", "DijkwachtOwnershipMadeForeign"}
 # Grafana's variables as a user fills them in; $__range covers the whole test.
 VARIABLES = {"datasource": "prometheus", "target": "gemeente.nl", "category": ".+", "sector": ".*",
-             "__range": "10m", "__range_s": "600", "__rate_interval": "15s", "__interval": "15s"}
+             "__range": "10m", "__range_s": "600", "__rate_interval": "16s", "__interval": "15s"}
 
 
 def wait(predicate, timeout: float, what: str):
