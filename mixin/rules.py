@@ -262,7 +262,7 @@ def alert_rules(cfg: Config) -> list[dict]:
             for_=cfg.reload_failed_for,
             severity=sev["warning"],
             summary="dijkwacht on {{ $labels.instance }} failed to reload its configuration",
-            description="The last reload (SIGHUP or POST /-/reload) failed; the agent runs on with the previous configuration"
+            description="The last reload (of a changed file, on SIGHUP or POST /-/reload) failed; the agent runs on with the previous configuration"
             " and would not start with the broken one.",
         ),
     ]
