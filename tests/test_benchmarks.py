@@ -54,7 +54,7 @@ def test_rules_query_benchmark_smoke():
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "targets: 300" in done.stdout and "dijkwacht.rules" in done.stdout and "the whole overview" in done.stdout
+    assert "targets: 300" in done.stdout and "group dijkwacht.overview" in done.stdout and "the whole overview" in done.stdout
 
 
 def test_helm_scale_benchmark_smoke():

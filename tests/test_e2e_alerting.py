@@ -42,6 +42,7 @@ AFTER = BEFORE.replace("gemeente.nl 0 MX 10 mailfilter.hostnet.nl.", "gemeente.n
 # The mixin's settings for a 10-second scan interval and 1-second scrapes.
 MIXIN = """
 rule_interval: 1s
+overview_interval: 1s
 dns_window: 15s
 dns_for: 3s
 failing_for: 10s
@@ -53,7 +54,7 @@ reload_failed_for: 5s
 MOVES = {"DijkwachtDependencyMovedForeign", "DijkwachtDependencyMovedBetweenForeign", "DijkwachtOwnershipMadeForeign"}
 # Grafana's variables as a user fills them in; $__range covers the whole test.
 VARIABLES = {"datasource": "prometheus", "target": "gemeente.nl", "category": ".+", "sector": ".*",
-             "__range": "10m", "__range_s": "600", "__rate_interval": "15s", "__interval": "15s"}
+             "__range": "10m", "__range_s": "600", "__rate_interval": "16s", "__interval": "15s"}
 
 
 def wait(predicate, timeout: float, what: str):
