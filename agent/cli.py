@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import asyncio
 import contextlib
 import gc
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from . import __version__, cli_data, cli_plugins, logs
+from . import __version__, cli_catalog, cli_data, cli_plugins, cli_report, logs
 from .daemon import cli as daemon_cli
 from .config import AgentSettings, Config, parse_nameserver
 from .errors import DijkwachtError
@@ -106,16 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     cli_plugins.add_strict_option(scan)
     cli_plugins.add_parser(sub)
 
-    catalog = sub.add_parser("catalog", help="list the provider catalog with owners and jurisdictions")
-    catalog.add_argument("--config", metavar="FILE", help="configuration file (its catalog files are included)")
-    catalog.add_argument("--format", choices=["json", "table"], default="table", help="output format")
-    cli_plugins.add_strict_option(catalog)
+    cli_catalog.add_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", metavar="FILE", help="TOML configuration file")
     cli_plugins.add_strict_option(check)
 
     cli_data.add_parser(sub)
+    cli_report.add_parser(sub)
     daemon_cli.add_parsers(sub)
     return parser
 
@@ -314,22 +311,6 @@ async def _run_scan(args, settings: AgentSettings, data, config: Config, only, c
             await demo.stop()
 
 
-def _catalog(args: argparse.Namespace) -> int:
-    if args.config:
-        catalog = load_config_with_plugins(args.config, strict=args.strict_plugins)[1].catalog
-    else:
-        catalog = load_data(AgentSettings(), cli_plugins.load_host(None, args.strict_plugins)).catalog
-    rows = []
-    for provider in sorted(catalog.providers.values(), key=lambda p: p.id):
-        owner = provider.owner_on(dt.date.today())
-        pending = [f"{o.status} {o.effective}: {o.parent} ({o.jurisdiction})" for o in provider.ownership]
-        rows.append({"id": provider.id, "name": provider.name, "parent": owner.parent, "jurisdiction": owner.jurisdiction, "facts": len(provider.facts), "ownership": pending})
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return 0
-    for row in rows:
-        history = ("  [" + "; ".join(row["ownership"]) + "]") if row["ownership"] else ""
-        print(f"{row['id']:<20} {row['jurisdiction'] or '?':<3} {row['parent']:<40} {row['facts']:>3} facts{history}")
     return 0
 
 
@@ -357,11 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plugins":
             return cli_plugins.run(args)
         if args.command == "catalog":
-            return _catalog(args)
+            return cli_catalog.run(args)
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "data":
             return _data(args)
+        if args.command == "report":
+            return cli_report.run(args)
         return daemon_cli.dispatch(args)
     except DijkwachtError as exc:
         print(f"dijkwacht: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from .asn import parse_provider_id
 from .budget import Budget
 from .catalog import CONFIDENCES, EMAIL_ROLES, Catalog, is_foreign
 from .detector import CONFIDENCE_RANK, INFERRED, Detector, DetectorContext, Finding, TargetResolver, stronger
@@ -127,13 +128,13 @@ MAX_FINDINGS = 1000  # per detector and target; real detectors return a handful
 _ROLE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
-def accept(returned: Any, detector: Detector, catalog: Catalog) -> tuple[list[Finding], str]:
+def accept(returned: Any, detector: Detector, catalog: Catalog, ip: IPRanges) -> tuple[list[Finding], str]:
     """The findings of `returned` that keep the detector contract, and what was wrong with the rest.
 
     The contract: a list (or tuple) of `Finding` (the class itself) whose category is one the
     detector declares, whose confidence is a known one, whose evidence is a list of strings and
-    whose provider is in the catalog (an unknown provider would silently count as "not
-    foreign"). Only exact built-in types are accepted, so checking runs no plugin code on the
+    whose provider is in the catalog or an AS organisation the IP-to-AS table knows (`as<N>`;
+    an unknown provider would silently count as "not foreign"). Only exact built-in types are accepted, so checking runs no plugin code on the
     scan's loop; accepted findings are copied, so the plugin cannot change them afterwards.
     """
     if type(returned) not in (list, tuple):
@@ -143,7 +144,7 @@ def accept(returned: Any, detector: Detector, catalog: Catalog) -> tuple[list[Fi
     found: list[Finding] = []
     problems: list[str] = []
     for i, item in enumerate(returned):
-        finding, problem = _check(item, detector, catalog)
+        finding, problem = _check(item, detector, catalog, ip)
         if finding is not None:
             found.append(finding)
         elif len(problems) < 3:
@@ -155,7 +156,7 @@ def accept(returned: Any, detector: Detector, catalog: Catalog) -> tuple[list[Fi
     return found, f"rejected {rejected} of {len(returned)} findings: " + "; ".join(problems) + more
 
 
-def _check(item: Any, detector: Detector, catalog: Catalog) -> tuple[Finding | None, str]:
+def _check(item: Any, detector: Detector, catalog: Catalog, ip: IPRanges) -> tuple[Finding | None, str]:
     if type(item) is not Finding:
         return None, f"{type(item).__name__}, not a Finding"
     category, provider, evidence, confidence, service = item.category, item.provider, item.evidence, item.confidence, item.service
@@ -165,7 +166,7 @@ def _check(item: Any, detector: Detector, catalog: Catalog) -> tuple[Finding | N
         return None, f"confidence {_show(confidence)} is not one of {', '.join(CONFIDENCES)}"
     if type(evidence) not in (list, tuple) or not all(type(e) is str for e in evidence):
         return None, f"evidence must be a list of strings, not {_shape(evidence)}"
-    if type(provider) is not str or provider not in catalog.providers:
+    if type(provider) is not str or not (provider in catalog.providers or _known_as(provider, ip)):
         return None, f"provider {_show(provider)} is not in the catalog"
     if type(service) is not str:
         return None, f"service must be a string, not {type(service).__name__}"
@@ -173,6 +174,11 @@ def _check(item: Any, detector: Detector, catalog: Catalog) -> tuple[Finding | N
     if type(role) is not str or (role and not _ROLE.match(role)):
         return None, f"role {_show(role)} is not a lowercase word ([a-z0-9-])"
     return Finding(category, provider, list(evidence), confidence, service, role), ""
+
+
+def _known_as(provider: str, ip: IPRanges) -> bool:
+    asn = parse_provider_id(provider)
+    return asn is not None and ip.as_info(asn) is not None
 
 
 def _show(value: Any) -> str:
@@ -188,16 +194,16 @@ def _shape(value: Any) -> str:
 class Classifier:
     """Merges findings into dependencies and applies the ownership model, in one place."""
 
-    def __init__(self, catalog: Catalog, home: frozenset[str], today: dt.date | None = None) -> None:
+    def __init__(self, catalog: Catalog, home: frozenset[str], today: dt.date | None = None, ip: IPRanges | None = None) -> None:
         self.catalog = catalog
         self.home = home
         self.today = today
+        self.ip = ip  # names the AS organisations (provider "as<N>") that are not in the catalog
 
     def dependencies(self, findings: Iterable[Finding]) -> list[Dependency]:
-        """One dependency per (category, provider) of accepted findings (every provider is in
-        the catalog). Its role is the first of its findings' roles in EMAIL_ROLES order:
-        Microsoft as mailbox (MX) and as sender (SPF) is one mailbox dependency, so a provider
-        is counted once per category."""
+        """One dependency per (category, provider). Its role is the first of its findings'
+        roles in EMAIL_ROLES order: Microsoft as mailbox (MX) and as sender (SPF) is one
+        mailbox dependency, so a provider is counted once per category."""
         catalog = self.catalog
         merged: dict[tuple[str, str], Finding] = {}
         for f in findings:
@@ -215,13 +221,29 @@ class Classifier:
         day = self.today or dt.date.today()
         out = []
         for f in merged.values():
-            provider = catalog.providers[f.provider]
+            provider = catalog.providers.get(f.provider)
+            if provider is None:
+                out.append(self._uncatalogued(f))
+                continue
             owner = provider.owner_on(day)
             foreign = is_foreign(owner.jurisdiction, self.home)
             name = f.service or provider.name
             out.append(Dependency(f.category, f.provider, name, owner.jurisdiction, foreign, tuple(f.evidence), f.confidence, owner.parent, f.role))
         out.sort(key=lambda d: (CATEGORY_ORDER.get(d.category, 99), d.category, -CONFIDENCE_RANK.get(d.confidence, 0), d.provider))
         return out
+
+
+    def _uncatalogued(self, f: Finding) -> Dependency:
+        """A provider the catalog does not know. An AS organisation (as<N>, attributed through
+        the IP-to-AS table) gets its holder and registration country; anything else no
+        jurisdiction."""
+        asn = parse_provider_id(f.provider)
+        info = self.ip.as_info(asn) if asn is not None and self.ip is not None else None
+        if info is None:
+            return Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence, "", f.role)
+        name = f"AS{info.asn} {info.name}".strip()
+        foreign = is_foreign(info.country, self.home)
+        return Dependency(f.category, f.provider, name, info.country, foreign, tuple(f.evidence), f.confidence, info.name, f.role)
 
 
 class Scanner:
@@ -240,7 +262,7 @@ class Scanner:
         self.services = services
         self.detectors = list(detectors)
         self.detector_timeout = detector_timeout
-        self.classifier = Classifier(services.catalog, services.home, today)
+        self.classifier = Classifier(services.catalog, services.home, today, services.ip)
         trusted = frozenset(trusted)
         self.lanes = {} if isolation is None else {d.name: isolation.lane(d.name) for d in self.detectors if d.name not in trusted}
         if isolation is not None:
@@ -259,7 +281,7 @@ class Scanner:
         findings: list[Finding] = []
         problems = [problem] if problem else []
         if not problem:
-            findings, rejected = accept(returned, detector, services.catalog)
+            findings, rejected = accept(returned, detector, services.catalog, services.ip)
             if rejected:
                 problems.append(rejected)
         if problems:

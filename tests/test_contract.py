@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from dijkwacht.asn import load_table
 from dijkwacht.catalog import EU, load_catalog
 from dijkwacht.config import AgentSettings
 from dijkwacht.detector import Detector, Finding
@@ -199,3 +200,20 @@ async def test_cancelling_the_scan_from_outside_still_cancels_it(dns_server, plu
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
+
+
+async def test_an_as_organisation_the_ip_to_as_table_knows_is_a_provider(dns_server, tmp_path):
+    # Besides catalog providers, `as<N>` of an AS in the loaded IP-to-AS table (what the
+    # built-in detectors report for an address no range file claims); any other as<N> is a typo.
+    (tmp_path / "ip2asn-combined.tsv").write_text("2001:db8::\t2001:db8:ffff:ffff:ffff:ffff:ffff:ffff\t64501\tNL\tDOC-AS Documentation B.V.\n")
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    try:
+        services = Services(engine, load_catalog(), IPRanges(asn=load_table(tmp_path)), EU)
+        cls = returning([Finding("chat", "as64501", ["AAAA 2001:db8::1"]), Finding("chat", "as64502", ["AAAA 2001:db9::1"])])
+        result = await Scanner(services, [cls()]).scan(Target("example.nl"))
+    finally:
+        await engine.close()
+    [dep] = result.dependencies
+    assert (dep.provider, dep.name, dep.jurisdiction, dep.foreign) == ("as64501", "AS64501 DOC-AS Documentation B.V.", "NL", False)
+    assert [e.message for e in result.errors] == ["rejected 1 of 2 findings: finding 1: provider 'as64502' is not in the catalog"]

@@ -6,10 +6,12 @@ and the ServiceMonitor/PrometheusRule against the prometheus-operator CRD struct
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
 import subprocess
+import sys
 import tomllib
 
 import helm_python as helm
@@ -17,7 +19,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from cloudcoil.models.prometheus_operator import v1 as monitoring_v1
 
 from .test_deploy_artifacts import CHART, check_config, load_yaml
 
@@ -54,11 +55,23 @@ def lint(values: dict | None = None) -> None:
         assert not problems, (version, problems)
 
 
+# The models' module holds about 190,000 Python objects; imported here, every later garbage
+# collection of the test session would walk them. A subprocess hands over the JSON schemas only.
+_CRD_SCHEMAS = (
+    "import json; from cloudcoil.models.prometheus_operator import v1; "
+    "print(json.dumps({k: getattr(v1, k).model_json_schema(by_alias=True) for k in ('ServiceMonitor', 'PrometheusRule')}))"
+)
+
+
 @functools.cache
+def _crd_schemas() -> dict[str, dict]:
+    return json.loads(subprocess.run([sys.executable, "-c", _CRD_SCHEMAS], capture_output=True, text=True, check=True, timeout=120).stdout)
+
+
 def _crd_schema(kind: str) -> dict:
     """JSON schema of an operator resource, closed like a structural CRD schema under strict
     field validation: a property the CRD does not define is an error."""
-    schema = getattr(monitoring_v1, kind).model_json_schema(by_alias=True)
+    schema = copy.deepcopy(_crd_schemas()[kind])
 
     def close(node):
         if isinstance(node, dict):
@@ -394,29 +407,23 @@ def test_helm_template_rejects_bad_values(values, message):
 API_OBJECT_LIMIT = 1024 * 1024  # bytes; etcd's default request limit is 1.5 MiB, ConfigMap data 1 MiB
 
 
-@pytest.fixture(scope="module")
-def large():
+def test_50000_targets_over_4_shards_stay_under_the_object_limit():
+    """One test, not a fixture shared by several: pytest keeps fixture values referenced from
+    its test items, and 50,000 targets kept alive slow every later test's garbage collection."""
+    from dijkwacht.shard import shard_of
+
     targets = [{"domain": f"gemeente-{i:05d}.nl", "labels": {"sector": "municipality", "owner": f"team-{i % 50}"}} for i in range(50_000)]
-    return targets, render({"targets": targets, "replicas": 4})
-
-
-def test_50000_targets_over_4_shards_stay_under_the_object_limit(large):
-    targets, objs = large
+    objs = render({"targets": targets, "replicas": 4})
     validate(objs)
     sizes = {key: len(json.dumps(obj)) for key, obj in objs.items()}
     assert max(sizes.values()) < API_OBJECT_LIMIT, max(sizes.items(), key=lambda kv: kv[1])
-    buckets = [o for (kind, _), o in objs.items() if kind == "ConfigMap" and o["metadata"]["name"].startswith("rel-dijkwacht-targets-")]
-    assert len(buckets) % 4 == 0 and len(buckets) > 4
     sts = objs[("StatefulSet", "rel-dijkwacht")]
     assert sts["spec"]["replicas"] == 4
     assert sts["spec"]["template"]["spec"]["containers"][0]["args"][2:4] == ["--shard", "$(POD_NAME)/4"]
 
-
-def test_buckets_hold_one_shard_each_by_the_agents_own_hash(large, tmp_path):
-    from dijkwacht.shard import shard_of
-
-    targets, objs = large
+    # Each target ConfigMap holds the targets of one shard, by the agent's own hash.
     count = len([k for k in objs if k[1].startswith("rel-dijkwacht-targets-")])
+    assert count % 4 == 0 and count > 4
     seen = []
     for b in range(count):
         cm = objs[("ConfigMap", f"rel-dijkwacht-targets-{b}")]
