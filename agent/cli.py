@@ -174,11 +174,11 @@ def _targets(args: argparse.Namespace, config: Config) -> list[Target | str]:
     return out
 
 
-def _writer(args: argparse.Namespace, ip_data: bool) -> Writer:
+def _writer(args: argparse.Namespace, ip_data: bool, count_inferred: bool) -> Writer:
     if args.format == "jsonl":
         return JsonLinesWriter(args.output, append=args.resume)
     if args.format == "table":
-        return TableWriter(args.output, ip_data=ip_data)
+        return TableWriter(args.output, ip_data=ip_data, count_inferred=count_inferred)
     return JsonWriter(args.output)
 
 
@@ -205,7 +205,7 @@ def _scan(args: argparse.Namespace) -> int:
     unknown = set(args.detector or ()) - {cls.name for cls in data.detector_classes}
     if unknown:
         raise UsageError(f"--detector: no detector named {', '.join(sorted(unknown))}")
-    tally = Tally(count_inferred=getattr(settings, "count_inferred", False))
+    tally = Tally(count_inferred=settings.count_inferred)
     if args.resume:
         done = read_for_resume(args.output, tally.add)
         before = len(items)
@@ -222,7 +222,7 @@ def _scan(args: argparse.Namespace) -> int:
     progress = Progress(Progress.choose(args.quiet), interval=args.progress_interval)
     campaign = Campaign(items, progress, workers=workers, limit=limit, concurrency=settings.concurrency, retry_runtime=None)
     pool = Workers(settings, data, config.detectors, only, valid, workers, on_rate_change=campaign.rate_changed) if workers > 1 else None
-    writer = _writer(args, ip_data=not data.ranges.empty)  # after the fork: no buffered output is copied
+    writer = _writer(args, ip_data=not data.ranges.empty, count_inferred=settings.count_inferred)  # after the fork: no buffered output is copied
     started = time.perf_counter()
     interrupted = False
     try:

@@ -147,6 +147,7 @@ class AgentSettings:
     detector_timeout: float = 30.0
     http_probe: bool = False
     http_timeout: float = 5.0
+    count_inferred: bool = False
     catalog: tuple[str, ...] = ()
     targets_file: str = ""
     log_level: str = "info"
@@ -184,6 +185,7 @@ _AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "detector_timeout": _positive(float),
     "http_probe": _bool,
     "http_timeout": _positive(float),
+    "count_inferred": _bool,
     "catalog": _strings,
     "targets_file": _string,
     "log_level": _log_level,

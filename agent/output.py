@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import structlog
 
 from .errors import DijkwachtError
-from .scanner import TargetResult
+from .scanner import TargetResult, counted
 
 
 log = structlog.get_logger()
@@ -114,9 +114,10 @@ class JsonLinesWriter(Writer):
 
 
 class TableWriter(Writer):
-    def __init__(self, path: str | None = None, *, ip_data: bool = True) -> None:
+    def __init__(self, path: str | None = None, *, ip_data: bool = True, count_inferred: bool = False) -> None:
         self._path = path
         self._ip_data = ip_data
+        self._count_inferred = count_inferred
         self._results: list[TargetResult] = []
         self._order = _InOrder(self._results.append)
 
@@ -126,7 +127,7 @@ class TableWriter(Writer):
 
     def close(self) -> None:
         self._order.flush()
-        text = render_table(self._results, ip_data=self._ip_data)
+        text = render_table(self._results, ip_data=self._ip_data, count_inferred=self._count_inferred)
         if self._path:
             Path(self._path).write_text(text, encoding="utf-8")
         else:
@@ -177,24 +178,25 @@ def _evidence(evidence: Iterable[str]) -> str:
     return text + (f" (+{len(items) - 1} more)" if len(items) > 1 else "")
 
 
-def render_table(results: Iterable[TargetResult], *, ip_data: bool = True) -> str:
-    """A per-target summary an ops engineer can read: one line per dependency, then errors."""
+def render_table(results: Iterable[TargetResult], *, ip_data: bool = True, count_inferred: bool = False) -> str:
+    """A per-target summary an ops engineer can read: one line per dependency, then errors.
+    Inferred dependencies are listed but not counted as foreign unless `count_inferred`."""
     lines = []
-    header = ("CATEGORY", "PROVIDER", "JURIS", "FOREIGN", "CONFIDENCE", "EVIDENCE")
+    header = ("CATEGORY", "ROLE", "PROVIDER", "JURIS", "FOREIGN", "CONFIDENCE", "EVIDENCE")
     totals = {"targets": 0, "foreign": 0, "errors": 0}
     for result in results:
         totals["targets"] += 1
         deps = result.dependencies
-        foreign = sum(d.foreign for d in deps)
+        foreign = sum(d.foreign for d in counted(deps, count_inferred))
         totals["foreign"] += bool(foreign)
         totals["errors"] += bool(result.errors)
         summary = f"{len(deps)} dependencies, {foreign} foreign" + (f", {len(result.errors)} errors" if result.errors else "")
         lines.append(f"{result.target.domain}  ({summary})")
-        rows = [(d.category, d.provider, d.jurisdiction or "?", "yes" if d.foreign else "no", d.confidence, _evidence(d.evidence)) for d in deps]
+        rows = [(d.category, d.role, d.provider, d.jurisdiction or "?", "yes" if d.foreign else "no", d.confidence, _evidence(d.evidence)) for d in deps]
         if rows:
-            widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+            widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(6)]
             for row in [header, *rows]:
-                lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
+                lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:6], widths)) + "  " + row[6])
         for error in result.errors:
             lines.append(f"  ! {error.detector}: {error.message}")
         lines.append("")

@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 
 from .budget import Budget
-from .catalog import Catalog, is_foreign
-from .detector import CONFIDENCE_RANK, Detector, DetectorContext, Finding, TargetResolver, stronger
+from .catalog import EMAIL_ROLES, Catalog, is_foreign
+from .detector import CONFIDENCE_RANK, INFERRED, Detector, DetectorContext, Finding, TargetResolver, stronger
 from .dns import TRANSIENT, DNSEngine
 from .ipranges import IPRanges
 from .ratelimit import RateChange
@@ -46,10 +46,12 @@ class Dependency:
     evidence: tuple[str, ...]
     confidence: str
     parent: str = ""
+    role: str = ""  # mailbox, gateway, sending, meeting, cdn, hosting, dns, or a plugin's
 
     def to_json(self) -> dict[str, Any]:
         return {
             "category": self.category,
+            "role": self.role,
             "provider": self.provider,
             "name": self.name,
             "jurisdiction": self.jurisdiction,
@@ -58,6 +60,17 @@ class Dependency:
             "confidence": self.confidence,
             "parent": self.parent,
         }
+
+
+def counted(dependencies: Iterable[Dependency], count_inferred: bool = False) -> list[Dependency]:
+    """The dependencies that count in metrics, state and alerts: an inferred one (a guess from
+    another service, such as Meet from Workspace mail) only when the operator asks for it."""
+    return [d for d in dependencies if count_inferred or d.confidence != INFERRED]
+
+
+def _role_rank(role: str) -> int:
+    """Email roles first to last (mailbox, gateway, sending); any other role after them."""
+    return EMAIL_ROLES.index(role) if role in EMAIL_ROLES else len(EMAIL_ROLES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,27 +127,34 @@ class Classifier:
         self.today = today
 
     def dependencies(self, findings: Iterable[Finding]) -> list[Dependency]:
+        """One dependency per (category, provider). Its role is the first of its findings'
+        roles in EMAIL_ROLES order: Microsoft as mailbox (MX) and as sender (SPF) is one
+        mailbox dependency, so a provider is counted once per category."""
+        catalog = self.catalog
         merged: dict[tuple[str, str], Finding] = {}
         for f in findings:
             key = (f.category, f.provider)
+            role = f.role or catalog.default_role(f.category, f.provider)
             seen = merged.get(key)
             if seen is None:
-                merged[key] = Finding(f.category, f.provider, list(dict.fromkeys(f.evidence)), f.confidence, f.service)
+                merged[key] = Finding(f.category, f.provider, list(dict.fromkeys(f.evidence)), f.confidence, f.service, role)
                 continue
             seen.evidence.extend(e for e in f.evidence if e not in seen.evidence)
             seen.confidence = stronger(seen.confidence, f.confidence)
             seen.service = seen.service or f.service
+            if _role_rank(role) < _role_rank(seen.role):
+                seen.role = role
         day = self.today or dt.date.today()
         out = []
         for f in merged.values():
-            provider = self.catalog.providers.get(f.provider)
+            provider = catalog.providers.get(f.provider)
             if provider is None:
-                out.append(Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence))
+                out.append(Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence, "", f.role))
                 continue
             owner = provider.owner_on(day)
             foreign = is_foreign(owner.jurisdiction, self.home)
             name = f.service or provider.name
-            out.append(Dependency(f.category, f.provider, name, owner.jurisdiction, foreign, tuple(f.evidence), f.confidence, owner.parent))
+            out.append(Dependency(f.category, f.provider, name, owner.jurisdiction, foreign, tuple(f.evidence), f.confidence, owner.parent, f.role))
         out.sort(key=lambda d: (CATEGORY_ORDER.get(d.category, 99), d.category, -CONFIDENCE_RANK.get(d.confidence, 0), d.provider))
         return out
 

@@ -86,7 +86,7 @@ async def test_metrics_show_dependencies_after_first_pass(running):
         assert response.status == 200
     async with http.get(f"{base}/metrics") as response:
         text = await response.text()
-    assert 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",target="ziekenhuis.nl"} 1.0' in text
+    assert 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",role="mailbox",target="ziekenhuis.nl"} 1.0' in text
     assert 'dijkwacht_foreign_dependencies{category="email",target="gemeente.nl"} 0.0' in text
     assert 'dijkwacht_foreign_dependencies{category="email",target="ziekenhuis.nl"} 1.0' in text
     assert 'dijkwacht_target_info{owner="team-b",sector="hospital",target="ziekenhuis.nl"} 1.0' in text
@@ -109,7 +109,7 @@ async def test_probe_scans_one_domain_on_demand(running):
     async with http.get(f"{base}/probe", params={"target": "ZIEKENHUIS.nl."}) as response:
         assert response.status == 200
         text = await response.text()
-    assert 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",target="ziekenhuis.nl"} 1.0' in text
+    assert 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",role="mailbox",target="ziekenhuis.nl"} 1.0' in text
     assert "dijkwacht_probe_success 1.0" in text
     async with http.get(f"{base}/probe", params={"target": "not a domain"}) as response:
         assert response.status == 400

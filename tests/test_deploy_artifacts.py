@@ -43,7 +43,7 @@ CONTAINERFILE = ROOT / "deploy" / "container" / "Containerfile"
 # one label per configured target-label key, on top of `target`.
 CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "dijkwacht_dependency_info": (
-        "gauge", frozenset({"target", "category", "provider", "jurisdiction", "foreign"})),
+        "gauge", frozenset({"target", "category", "role", "provider", "jurisdiction", "foreign"})),
     "dijkwacht_foreign_dependencies": ("gauge", frozenset({"target", "category"})),
     "dijkwacht_target_info": ("gauge", frozenset({"target"})),
     "dijkwacht_dependency_changes_total": (

@@ -113,8 +113,8 @@ labels = {{ sector = "hospital" }}
     knot.stop()
 
 
-DUTCH = 'dijkwacht_dependency_info{category="email",foreign="false",jurisdiction="BE",provider="transip",target="gemeente.nl"} 1.0'
-MICROSOFT = 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",target="gemeente.nl"} 1.0'
+DUTCH = 'dijkwacht_dependency_info{category="email",foreign="false",jurisdiction="BE",provider="transip",role="mailbox",target="gemeente.nl"} 1.0'
+MICROSOFT = 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",role="mailbox",target="gemeente.nl"} 1.0'
 
 
 def test_move_to_microsoft_is_confirmed_and_survives_kill_9(setup):

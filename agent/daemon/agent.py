@@ -14,7 +14,7 @@ from ..budget import Budget
 from ..config import Config
 from ..errors import DijkwachtError
 from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
-from ..scanner import TargetResult
+from ..scanner import Dependency, TargetResult, counted
 from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView
 from .schedule import Schedule, next_due
 from .state import Change, StateStore
@@ -104,6 +104,7 @@ class Daemon:
         self.runtime = build_runtime(config.agent, data, config.detectors, dns_stats=self.dns_stats)
         self.config, self.data = config, data
         self.state.confirmations = config.daemon.confirmations
+        self.state.count_inferred = config.agent.count_inferred
         self._budget = Budget(config.agent.concurrency)  # scans in flight finish on the old one
         # Parent changes first: no scan with the new catalog may absorb one silently.
         for change in self.state.apply_ownership(data.catalog, home, now=now):
@@ -121,7 +122,7 @@ class Daemon:
         views = {}
         for domain, target in self.targets.items():
             record = scans.get(domain)
-            deps = {c: [] for c in baselined.get(domain, ())} | stored.get(domain, {})
+            deps = {c: [] for c in baselined.get(domain, ())} | self._counted(stored.get(domain, {}))
             views[domain] = TargetView(domain, dict(target.labels), deps, record.last_success if record else None, dict(record.errors) if record else {}, record is not None)
             if domain not in self.schedule and domain not in self._inflight:
                 due = now if record is None else max(next_due(domain, record.last_attempt, interval), next_due(domain, now - interval / 2, interval))
@@ -208,7 +209,7 @@ class Daemon:
         # Categories known so far, plus those this scan completed; a category whose lookups
         # failed before it ever had a baseline stays absent (unknown), not "0 foreign".
         known = {c: [] for c in (*view.deps, *(result.scanned - result.incomplete))}
-        view.deps = known | self.state.stored(domain)
+        view.deps = known | self._counted(self.state.stored(domain))
         view.errors = dict(errors)
         view.scanned = True
         if not result.errors:
@@ -220,6 +221,11 @@ class Daemon:
         if not self.ready and all(v.scanned for v in self.snapshot.views.values()):
             self.ready = True
             log.info("agent.ready", reason="first full pass done")
+
+    def _counted(self, deps: dict[str, list[Dependency]]) -> dict[str, list[Dependency]]:
+        """The stored dependencies the metrics show: inferred ones only with `count_inferred`."""
+        assert self.config is not None
+        return {category: counted(found, self.config.agent.count_inferred) for category, found in deps.items()}
 
     def metrics(self) -> bytes:
         """The /metrics page: per-target families, then the agent-wide ones."""

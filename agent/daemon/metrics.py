@@ -51,8 +51,8 @@ def dependency_families(views: Iterable[TargetView], home: frozenset[str], detec
     """Per-target families shared by /metrics and /probe."""
     info = GaugeMetricFamily(
         "dijkwacht_dependency_info",
-        "1 for each current dependency of a target on a provider, with the provider's ultimate parent's jurisdiction." + CACHED,
-        labels=["target", "category", "provider", "jurisdiction", "foreign"],
+        "1 for each current dependency of a target on a provider, with its role and the provider's ultimate parent's jurisdiction." + CACHED,
+        labels=["target", "category", "role", "provider", "jurisdiction", "foreign"],
     )
     foreign = GaugeMetricFamily("dijkwacht_foreign_dependencies", "Number of current foreign dependencies per target and category." + CACHED, labels=["target", "category"])
     success = GaugeMetricFamily("dijkwacht_last_successful_scan_timestamp_seconds", "Unix time of the last scan of the target that had no errors.", labels=["target"])
@@ -65,7 +65,7 @@ def dependency_families(views: Iterable[TargetView], home: frozenset[str], detec
             for dep in deps:
                 foreign_dep = is_foreign(dep.jurisdiction, home)
                 count += foreign_dep
-                info.add_metric([domain, category, dep.provider, dep.jurisdiction, "true" if foreign_dep else "false"], 1)
+                info.add_metric([domain, category, dep.role, dep.provider, dep.jurisdiction, "true" if foreign_dep else "false"], 1)
             foreign.add_metric([domain, category], count)
         if view.last_success is not None:
             success.add_metric([domain], view.last_success)
