@@ -35,8 +35,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .detector import INFERRED
+
 SCHEMA = 1
-INFERRED = "inferred"
 UNKNOWN_JURISDICTION = "unknown"
 
 

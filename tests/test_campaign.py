@@ -102,3 +102,19 @@ async def test_transient_failures_are_retried_once_at_the_end_with_a_fresh_engin
     assert retried.to_json()["retried"] is True and "retried" not in emitted[0][1].to_json()
     assert emitted[2][1].errors[0].message == "invalid domain name 'bad..name'" and not emitted[2][1].transient
     assert stats.retried == 1 and len(rates) == 1 and stats.retry_rate == rates[0] >= 20
+
+
+def test_campaign_options_are_checked_with_one_line_errors(capsys, tmp_path):
+    from dijkwacht.cli import main
+
+    assert main(["scan", "--resume", "--format", "jsonl", "x.nl"]) == 2
+    assert capsys.readouterr().err.strip() == "dijkwacht: --resume needs --format jsonl and --output FILE (the file the interrupted scan wrote)"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"target": "a.nl"}\n[1, 2]\n{"target": "b.nl"}\n')
+    assert main(["scan", "--resume", "--format", "jsonl", "--output", str(bad), "x.nl"]) == 2
+    assert f"{bad}:2: not a scan result" in capsys.readouterr().err
+    for value in ("-1", "fast", "inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["scan", "--max-qps", value, "x.nl"])
+        assert exit_info.value.code == 2
+        assert "is not a number of queries per second" in capsys.readouterr().err
