@@ -64,14 +64,10 @@ class LocalSource:
 
 
 class Campaign:
-    """`retry_runtime(rate)` builds the engine and scanner of the retry pass (None: no retries)."""
-
-    def __init__(self, items: Sequence[Target | str], progress: Progress, *, workers: int, limit: float | None,
-                 concurrency: int, retry_runtime: Callable[[float], Runtime] | None) -> None:
+    def __init__(self, items: Sequence[Target | str], progress: Progress, *, workers: int, limit: float | None, concurrency: int) -> None:
         self.items = items
         self.progress = progress
         self.concurrency = concurrency
-        self.retry_runtime = retry_runtime
         self.stats = CampaignStats(workers, limit)
         self._source = None
         self._phase = "scan"
@@ -85,8 +81,9 @@ class Campaign:
             total = self._source.rate
             self.stats.lowest_rate = total if self.stats.lowest_rate is None else min(self.stats.lowest_rate, total)
 
-    async def run(self, source, emit: Callable[[int, TargetResult], None]) -> CampaignStats:
-        """Scan everything; `emit(index, result)` gets each final result."""
+    async def run(self, source, emit: Callable[[int, TargetResult], None], retry_runtime: Callable[[float], Runtime] | None) -> CampaignStats:
+        """Scan everything; `emit(index, result)` gets each final result. `retry_runtime(rate)`
+        builds the engine and scanner of the retry pass (None: no retries)."""
         self._source = source
         started = time.monotonic()
         valid = sum(isinstance(t, Target) for t in self.items)
@@ -99,7 +96,7 @@ class Campaign:
                     emit(index, TargetResult(Target(item), errors=[ScanError("input", f"invalid domain name '{item}'")]))
                     continue
                 result = await anext(stream)
-                hold = result.transient and self.retry_runtime is not None
+                hold = result.transient and retry_runtime is not None
                 self.progress.advance(result, pending=hold)
                 if hold:
                     pending.append((index, result))
@@ -113,8 +110,8 @@ class Campaign:
         self.stats.first_pass_seconds = time.monotonic() - started
         self.stats.queries.update(source.queries())
         self.stats.cache_hits += source.cache_hits
-        if pending:
-            await self._retry(pending, emit)
+        if pending and retry_runtime is not None:
+            await self._retry(pending, emit, retry_runtime)
         return self.stats
 
     def _retry_rate(self) -> float:
@@ -125,13 +122,12 @@ class Campaign:
         seconds = max(self.stats.first_pass_seconds, 1e-3)
         return max(RETRY_FLOOR, sum(self.stats.queries.values()) / seconds / 2)
 
-    async def _retry(self, pending: list[tuple[int, TargetResult]], emit: Callable[[int, TargetResult], None]) -> None:
-        assert self.retry_runtime is not None
+    async def _retry(self, pending: list[tuple[int, TargetResult]], emit: Callable[[int, TargetResult], None], retry_runtime: Callable[[float], Runtime]) -> None:
         rate = self._retry_rate()
         self.stats.retried, self.stats.retry_rate = len(pending), rate
         self._phase = "retry"
         log.info("scan.retrying", targets=len(pending), rate=round(rate, 1))
-        runtime = self.retry_runtime(rate)
+        runtime = retry_runtime(rate)
         engine = runtime.engine
         self.progress.begin("retry", len(pending), lambda: sum(engine.queries.values()), lambda: engine.rate)
         results = runtime.scanner.scan_all([r.target for _, r in pending], self.concurrency)

@@ -89,10 +89,10 @@ async def test_transient_failures_are_retried_once_at_the_end_with_a_fresh_engin
         rates.append(rate)
         return build_runtime(replace(settings, max_qps=rate), data, only=["email"])
 
-    campaign = Campaign(items, Progress("off"), workers=1, limit=None, concurrency=4, retry_runtime=retry_runtime)
+    campaign = Campaign(items, Progress("off"), workers=1, limit=None, concurrency=4)
     emitted = []
     try:
-        stats = await campaign.run(LocalSource(runtime, [t for t in items if isinstance(t, Target)], 4), lambda i, r: emitted.append((i, r)))
+        stats = await campaign.run(LocalSource(runtime, [t for t in items if isinstance(t, Target)], 4), lambda i, r: emitted.append((i, r)), retry_runtime)
     finally:
         await runtime.close()
         await server.stop()
