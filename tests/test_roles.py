@@ -168,7 +168,7 @@ async def test_daemon_and_probe_leave_inferred_out_unless_configured(dns_server,
     await daemon.start()
     runner = await serve(daemon, WebConfig(), "127.0.0.1:0")
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    meet = 'category="video",foreign="true",jurisdiction="US",provider="google",role="meeting"'
+    meet = 'category="video",confidence="inferred",foreign="true",jurisdiction="US",provider="google",role="meeting"'
     try:
         await wait_for(lambda: daemon.ready)
         async with aiohttp.ClientSession() as http:
@@ -176,7 +176,8 @@ async def test_daemon_and_probe_leave_inferred_out_unless_configured(dns_server,
                 async with http.get(base + path) as response:
                     text = await response.text()
                 assert 'provider="google",role="mailbox"' in text and meet not in text, path
-                assert 'dijkwacht_foreign_dependencies{category="video",target="school.nl"} 0.0' in text, path
+                family = "dijkwacht_probe_foreign_dependencies" if path.startswith("/probe") else "dijkwacht_foreign_dependencies"
+                assert family + '{category="video",target="school.nl"} 0.0' in text, path
             assert [d.confidence for d in daemon.state.stored("school.nl")["video"]] == ["inferred"]  # kept, not shown
             config.write_text("[agent]\ncount_inferred = true\n" + body + rest)
             assert (await daemon.reload())[0]

@@ -8,20 +8,28 @@ from collections import Counter
 from pathlib import Path
 
 import structlog
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
 from ..budget import Budget
 from ..config import Config
 from ..errors import DijkwachtError
 from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
 from ..scanner import Dependency, TargetResult, counted
-from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView
+from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView, change_kind
 from .schedule import Schedule, next_due
 from .state import Change, StateStore
 
 log = structlog.get_logger()
 
-DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+def _newest_mtime(paths) -> float:
+    times = []
+    for path in paths:
+        try:
+            times.append(Path(path).stat().st_mtime)
+        except OSError:  # e.g. the built-in catalog inside a zipped package
+            continue
+    return max(times, default=0.0)
 
 
 class Daemon:
@@ -31,10 +39,9 @@ class Daemon:
         self.snapshot = Snapshot()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StateCollector(self.snapshot))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.per_target = TargetRenderer(self.snapshot)
-        self.scan_duration = Histogram(
-            "dijkwacht_scan_duration_seconds", "Duration of one target scan (all detectors).", registry=self.registry, buckets=DURATION_BUCKETS
-        )
         self.dns_stats: Counter[str] = self.snapshot.dns_queries
         self.schedule = Schedule()
         self.config: Config | None = None
@@ -106,6 +113,7 @@ class Daemon:
         self.state.confirmations = config.daemon.confirmations
         self.state.count_inferred = config.agent.count_inferred
         self._budget = Budget(config.agent.concurrency)  # scans in flight finish on the old one
+        self.snapshot.home = home  # the kind of each change below is judged against it
         # Parent changes first: no scan with the new catalog may absorb one silently.
         for change in self.state.apply_ownership(data.catalog, home, now=now):
             self._changed(change)
@@ -132,8 +140,12 @@ class Daemon:
         s.label_keys = tuple(sorted({k for t in self.targets.values() for k in t.labels}))
         s.home = home
         s.detectors = tuple(d.name for d in self.runtime.detectors)
+        s.categories = tuple(sorted({c for d in self.runtime.detectors for c in d.categories}))
+        s.interval = interval
+        s.confirmations = config.daemon.confirmations
         s.last_changes = {k: c for k, c in self.state.last_changes().items() if k[0] in self.targets}
         s.catalog_loaded = now
+        s.catalog_updated = _newest_mtime(data.catalog.sources)
         s.catalog_providers = len(data.catalog.providers)
         s.range_files = data.ranges.files
         s.reload_ok = True
@@ -200,7 +212,7 @@ class Daemon:
         domain = result.target.domain
         for change in self.state.record(result, self.snapshot.home, now=now):
             self._changed(change)
-        self.scan_duration.observe(result.duration)
+        self.snapshot.observe_duration(result.duration)
         errors: Counter[str] = Counter(e.detector for e in result.errors)
         self.snapshot.detector_errors.update(errors)
         view = self.snapshot.views.get(domain)
@@ -232,8 +244,8 @@ class Daemon:
         return self.per_target.render() + generate_latest(self.registry)
 
     def _changed(self, change: Change) -> None:
-        key = (change.category, change.from_jurisdiction, change.to_jurisdiction, str(change.to_foreign).lower(), change.reason)
-        self.snapshot.changes_total[key] += 1
+        kind = change_kind(change, self.snapshot.home)
+        self.snapshot.changes_total[(change.category, kind, change.reason)] += 1
         self.snapshot.last_changes[(change.target, change.category)] = change
         log.warning(
             "dependency.changed",
@@ -244,4 +256,5 @@ class Daemon:
             to_providers=",".join(change.to_providers),
             to_jurisdiction=change.to_jurisdiction,
             to_foreign=change.to_foreign,
+            kind=kind,
         )
