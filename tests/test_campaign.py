@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import structlog
 
 from dijkwacht.campaign import Campaign, LocalSource
 from dijkwacht.config import AgentSettings
@@ -104,7 +105,15 @@ async def test_transient_failures_are_retried_once_at_the_end_with_a_fresh_engin
     assert stats.retried == 1 and len(rates) == 1 and stats.retry_rate == rates[0] >= 20
 
 
-def test_campaign_options_are_checked_with_one_line_errors(capsys, tmp_path):
+@pytest.fixture
+def logging_restored():
+    """main() points the logger at this test's captured stderr; later tests must not write there."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_campaign_options_are_checked_with_one_line_errors(capsys, tmp_path, logging_restored):
     from dijkwacht.cli import main
 
     assert main(["scan", "--resume", "--format", "jsonl", "x.nl"]) == 2
