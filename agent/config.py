@@ -18,6 +18,7 @@ from typing import Any
 from .catalog import expand_home
 from .errors import ConfigError
 from .ratelimit import default_max_qps
+from .shard import Shard, parse_shard
 from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, normalise_domain, read_targets_file
 from .tomlpos import find_line
 
@@ -118,8 +119,12 @@ def _listen(value: Any) -> str:
     text = _string(value)
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"'{text}' must be HOST:PORT, e.g. 0.0.0.0:9849")
+        raise ValueError(f"'{text}' must be [HOST]:PORT, e.g. :9849 (every address) or 127.0.0.1:9849")
     return text
+
+
+def _shard(value: Any) -> Shard:
+    return parse_shard(_string(value))
 
 
 def _log_level(value: Any) -> str:
@@ -150,6 +155,7 @@ class AgentSettings:
     count_inferred: bool = False
     catalog: tuple[str, ...] = ()
     targets_file: str = ""
+    targets_dir: str = ""
     log_level: str = "info"
 
     @property
@@ -166,11 +172,12 @@ class AgentSettings:
 
 @dataclass(frozen=True)
 class DaemonSettings:
-    listen: str = "0.0.0.0:9849"
+    listen: str = ":9849"  # every address of both families
     interval: float = 900.0
     state_path: str = field(default_factory=_default_state_path)
     confirmations: int = 2
     web_config: str = ""
+    shard: Shard | None = None
 
 
 _AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -188,6 +195,7 @@ _AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "count_inferred": _bool,
     "catalog": _strings,
     "targets_file": _string,
+    "targets_dir": _string,
     "log_level": _log_level,
 }
 _DAEMON_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -196,6 +204,7 @@ _DAEMON_FIELDS: dict[str, Callable[[Any], Any]] = {
     "state_path": _string,
     "confirmations": _positive(int),
     "web_config": _string,
+    "shard": _shard,
 }
 _TARGET_FIELDS = {"domain", "labels", "hosts"}
 
@@ -266,7 +275,7 @@ def load_config(path: Path | str, detector_schemas: Mapping[str, Mapping[str, An
 
     base = path.parent
     agent = doc.section("agent", raw.get("agent", {}), _AGENT_FIELDS)
-    for key in ("data_dir", "targets_file"):
+    for key in ("data_dir", "targets_file", "targets_dir"):
         if key in agent:
             agent[key] = _relative(base, agent[key])
     if "catalog" in agent:
@@ -285,7 +294,40 @@ def load_config(path: Path | str, detector_schemas: Mapping[str, Mapping[str, An
         except ConfigError as exc:
             raise doc.error("agent", "targets_file", exc.message + f" ({agent['targets_file']})") from None
         targets.extend(more)
+    if agent.get("targets_dir"):
+        more, dir_problems = _targets_dir(doc, agent["targets_dir"])
+        targets.extend(more)
+        problems.extend(dir_problems)
     return Config(str(path), AgentSettings(**agent), DaemonSettings(**daemon), detectors, tuple(targets), tuple(problems))
+
+
+def _targets_dir(doc: _Doc, directory: str) -> tuple[list[Target], list[TargetsFileProblem]]:
+    """Every `*.toml` (`[[targets]]` tables) and `*.txt` (targets file lines) in `directory`,
+    in name order: how the Helm chart hands its per-shard ConfigMaps to the agent."""
+    if not os.path.isdir(directory):
+        raise doc.error("agent", "targets_dir", f"not a directory ({directory})")
+    targets: list[Target] = []
+    problems: list[TargetsFileProblem] = []
+    for path in sorted(Path(directory).iterdir()):
+        if path.name.startswith("."):
+            continue  # a mounted ConfigMap's ..data links
+        if path.suffix == ".txt":
+            more, found = read_targets_file(path)
+            targets.extend(more)
+            problems.extend(found)
+        elif path.suffix == ".toml":
+            text = path.read_text(encoding="utf-8")
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                line = re.search(r"line (\d+)", str(exc))
+                raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from None
+            extra = set(raw) - {"targets"}
+            if extra:
+                key = sorted(extra)[0]
+                raise ConfigError(str(path), "a targets file holds only [[targets]] tables", key=key, line=find_line(text, key) or find_line(text, "", key))
+            targets.extend(_targets(_Doc(str(path), text), raw.get("targets", [])))
+    return targets, problems
 
 
 def _detector_settings(doc: _Doc, raw: Any, schemas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:

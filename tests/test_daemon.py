@@ -68,7 +68,7 @@ async def running(dns_server, tmp_path):
     write_config(config, server, tmp_path / "state.db")
     daemon = Daemon(config)
     await daemon.start()
-    runner = await serve(daemon, WebConfig(), "127.0.0.1:0")
+    runner = await serve(daemon, WebConfig(), "127.0.0.1:0", lifecycle=True)
     port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as http:
         yield daemon, http, f"http://127.0.0.1:{port}", server, config

@@ -19,8 +19,18 @@ from .webconfig import WebConfig
 PROBE_TIMEOUT = 60.0
 
 
-def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
-    app = web.Application(middlewares=[web_config.middleware()])
+def make_app(daemon: Daemon, web_config: WebConfig, *, lifecycle: bool = False) -> web.Application:
+    auth = web_config.middleware()
+
+    @web.middleware
+    async def auth_but_liveness(request: web.Request, handler):
+        # The liveness probe stays open (kubelet, systemd, container HEALTHCHECK); with basic
+        # auth configured, everything else -- metrics, probe, readiness, reload -- needs it.
+        if request.path == "/-/healthy":
+            return await handler(request)
+        return await auth(request, handler)
+
+    app = web.Application(middlewares=[auth_but_liveness])
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=daemon.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -34,6 +44,8 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
         return web.Response(status=503, text="Not ready: first scan pass in progress\n")
 
     async def reload(_: web.Request) -> web.Response:
+        if not lifecycle:
+            return web.Response(status=403, text="Lifecycle API is not enabled (start with --web.enable-lifecycle).\n")
         ok, message = await daemon.reload()
         return web.Response(status=200 if ok else 500, text=message + "\n")
 
@@ -83,9 +95,10 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
     return app
 
 
-async def serve(daemon: Daemon, web_config: WebConfig, listen: str) -> web.AppRunner:
+async def serve(daemon: Daemon, web_config: WebConfig, listen: str, *, lifecycle: bool = False) -> web.AppRunner:
+    # ":9849" (empty host) binds every address of both families, as Prometheus' listen address does.
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(daemon, web_config), access_log=None)
+    runner = web.AppRunner(make_app(daemon, web_config, lifecycle=lifecycle), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context)
     await site.start()
