@@ -243,7 +243,7 @@ def _report(args: argparse.Namespace, stats: CampaignStats, tally: Tally, writer
         sys.stderr.write(render_summary(fig))
     if args.summary_json:
         run = {"interrupted": interrupted, "seconds": round(seconds, 2), "workers": stats.workers, "max_qps": stats.limit,
-               "backoffs": stats.backoffs, "lowest_qps": stats.lowest_rate, "retried": stats.retried, "retry_qps": stats.retry_rate,
+               "backoffs": stats.backoffs, "lowest_qps": _round(stats.lowest_rate), "retried": stats.retried, "retry_qps": _round(stats.retry_rate),
                "queries": dict(stats.queries), "written": writer.count}
         Path(args.summary_json).write_text(json.dumps({**fig, "scan": run}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.stats:
@@ -259,6 +259,10 @@ def _report(args: argparse.Namespace, stats: CampaignStats, tally: Tally, writer
         print(f"dijkwacht: interrupted: {writer.count} of {items} results written{where}", file=sys.stderr)
         return 130
     return 0
+
+
+def _round(rate: float | None) -> float | None:
+    return None if rate is None else round(rate, 1)
 
 
 def _rate_report(stats: CampaignStats) -> str:
