@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from . import __version__, cli_data, logs
+from . import __version__, cli_data, cli_report, logs
 from .daemon import cli as daemon_cli
 from .config import AgentSettings, Config, parse_nameserver
 from .errors import DijkwachtError
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", metavar="FILE", help="TOML configuration file")
 
     cli_data.add_parser(sub)
+    cli_report.add_parser(sub)
     daemon_cli.add_parsers(sub)
     return parser
 
@@ -379,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args)
         if args.command == "data":
             return _data(args)
+        if args.command == "report":
+            return cli_report.run(args)
         return daemon_cli.dispatch(args)
     except DijkwachtError as exc:
         print(f"dijkwacht: {exc}", file=sys.stderr)

@@ -56,3 +56,11 @@ def test_helm_scale_benchmark_smoke():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "target ConfigMaps: 2," in done.stdout and "agent: load 2,000 targets" in done.stdout
+
+
+def test_report_benchmark_smoke():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--domains", "300", "--runs", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "synthesized 300 domains" in done.stdout and "| report --format html |" in done.stdout
+    assert "| agent /report over HTTP, later requests" in done.stdout
