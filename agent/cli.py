@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from . import __version__, cli_data, cli_report, logs
+from . import __version__, cli_catalog, cli_data, cli_report, logs
 from .daemon import cli as daemon_cli
 from .config import AgentSettings, Config, parse_nameserver
 from .errors import DijkwachtError
@@ -106,9 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list loaded plugins and their detectors")
     plugins.add_argument("--format", choices=["json", "table"], default="table", help="output format")
 
-    catalog = sub.add_parser("catalog", help="list the provider catalog with owners and jurisdictions")
-    catalog.add_argument("--config", metavar="FILE", help="configuration file (its catalog files are included)")
-    catalog.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+    cli_catalog.add_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", metavar="FILE", help="TOML configuration file")
@@ -338,23 +336,6 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _catalog(args: argparse.Namespace) -> int:
-    agent = load_config_with_plugins(args.config)[0].agent if args.config else AgentSettings()
-    catalog = load_data(agent).catalog
-    rows = []
-    for provider in sorted(catalog.providers.values(), key=lambda p: p.id):
-        owner = provider.owner_on(dt.date.today())
-        pending = [f"{o.status} {o.effective}: {o.parent} ({o.jurisdiction})" for o in provider.ownership]
-        rows.append({"id": provider.id, "name": provider.name, "parent": owner.parent, "jurisdiction": owner.jurisdiction, "facts": len(provider.facts), "ownership": pending})
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return 0
-    for row in rows:
-        history = ("  [" + "; ".join(row["ownership"]) + "]") if row["ownership"] else ""
-        print(f"{row['id']:<20} {row['jurisdiction'] or '?':<3} {row['parent']:<40} {row['facts']:>3} facts{history}")
-    return 0
-
-
 def _check_config(args: argparse.Namespace) -> int:
     config, data = load_config_with_plugins(args.config)
     print(f"{args.config}: ok ({len(config.targets)} targets, {len(data.detector_classes)} detectors, {len(data.catalog.providers)} providers, {sum(f.prefixes_v4 + f.prefixes_v6 for f in data.ranges.files)} IP prefixes)")
@@ -375,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plugins":
             return _plugins(args)
         if args.command == "catalog":
-            return _catalog(args)
+            return cli_catalog.run(args)
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "data":

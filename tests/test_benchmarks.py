@@ -40,13 +40,22 @@ def test_metrics_scrape_benchmark_smoke():
     assert "targets: 300" in done.stdout and "scrape: median" in done.stdout
 
 
+def test_asn_lookup_benchmark_smoke():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "asn_lookup.py"), "--v4-rows", "3000", "--v6-rows", "500", "--lookups", "2000"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3,000 IPv4 + 500 IPv6 rows" in done.stdout and "lookup: AS table" in done.stdout
+
+
 def test_rules_query_benchmark_smoke():
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "rules_query.py"), "--targets", "300", "--evaluations", "2", "--repeat", "1", "--interval", "2s"],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "targets: 300" in done.stdout and "dijkwacht.rules" in done.stdout and "the whole overview" in done.stdout
+    assert "targets: 300" in done.stdout and "group dijkwacht.overview" in done.stdout and "the whole overview" in done.stdout
 
 
 def test_helm_scale_benchmark_smoke():

@@ -176,9 +176,9 @@ def test_report_of_a_running_agent_behind_tls_and_basic_auth(browser, tmp_path):
 gemeente.nl MX 0 gemeente-nl.mail.protection.outlook.com.
 gemeente.nl TXT "v=spf1 include:spf.protection.outlook.com -all"
 gemeente.nl NS ns0.transip.net.
-waterschap.nl MX 10 mx.transip.email.
+waterschap.nl MX 10 mailfilter.hostnet.nl.
 gemeente-nl.mail.protection.outlook.com A 52.101.68.1
-mx.transip.email A 37.97.1.1
+mailfilter.hostnet.nl A 37.97.1.1
 """, ["gemeente.nl", "waterschap.nl"]).start()
     _certificate(tmp_path)
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
@@ -219,9 +219,12 @@ labels = {{ sector = "water board" }}
         headline = opened.page.inner_text("#headline .lead")
         assert "1 of 2 domains (50.0\u00a0%) depend on at least one provider whose ultimate parent falls outside the EU" in headline
         assert opened.page.inner_text("#groups").count("municipality") >= 1
-        opened.filter("transip", "Showing 2 of 2")  # TransIP: gemeente's name servers, waterschap's mail
+        opened.filter("nl", "Showing 2 of 2")
         opened.filter("outlook", "Showing 1 of 1")
         assert opened.shown() == ["gemeente.nl"]
+        opened.filter("", "Showing 2 of 2")
+        opened.filter("hostnet", "Showing 1 of 1")  # waterschap's mail, at a Dutch provider
+        assert opened.shown() == ["waterschap.nl"]
         assert set(opened.requests) == {f"{base}/report"} and opened.problems == []
         opened.close(tmp_path / "agent.png")
     finally:
