@@ -140,6 +140,15 @@ def test_headline_figures_match_an_independent_count_in_json_and_html(demo, tmp_
     data = domain_data(page)
     ministry = next(d for d in data["d"] if d[0] == "ministerie.example")
     assert ministry[2] == 1 and "SERVFAIL" in " ".join(ministry[5])
+    # An inferred dependency is listed with its domain but not counted.
+    results[2]["dependencies"].append({"category": "video", "role": "meeting", "provider": "google", "name": "Google Meet", "jurisdiction": "US",
+                                       "foreign": True, "evidence": ["inferred from mail"], "confidence": "inferred", "parent": "Alphabet Inc."})
+    inferred = tmp_path / "inferred.json"
+    inferred.write_text(json.dumps(results))
+    assert run("report", str(inferred), "--output", str(tmp_path / "i.html")) == 0
+    page = (tmp_path / "i.html").read_text()
+    check_against_independent(results, json.loads((tmp_path / "r.json").read_text()), page)
+    data = domain_data(page)
     meet = next(x for d in data["d"] for x in d[4] if data["p"][x[2]][1] == "Google Meet")
     assert meet[3] == "inferred" and meet[4] == 0
 
@@ -255,15 +264,16 @@ def test_usage_errors(demo, tmp_path, capsys, monkeypatch, argv, message):
 def test_home_decides_foreign_and_a_scan_for_another_home_is_recomputed(demo, tmp_path):
     assert run("report", str(demo), "--home", "US", "--format", "json", "--output", str(tmp_path / "r.json")) == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    # Seen from the US, only the Belgian parent of TransIP is foreign.
+    # Seen from the US, only the British parent of TransIP and the Dutch Hostnet are foreign.
     assert report["home"] == ["US"] and report["figures"]["foreign"] == 2
-    assert report["figures"]["providers"]["transip"]["foreign"] == 2 and report["figures"]["providers"]["microsoft"]["foreign"] == 0
+    assert report["figures"]["providers"]["transip"]["foreign"] == 1 and report["figures"]["providers"]["hostnet"]["foreign"] == 1
+    assert report["figures"]["providers"]["microsoft"]["foreign"] == 0
     assert any("recomputed" in note for note in report["source"]["notes"])
 
 
 def test_groups_have_the_figures_of_their_targets(tmp_path):
     def result(domain, sector, foreign, errors=()):
-        dep = {"category": "email", "role": "mailbox", "provider": "microsoft" if foreign else "transip", "name": "", "jurisdiction": "US" if foreign else "BE",
+        dep = {"category": "email", "role": "mailbox", "provider": "microsoft" if foreign else "hostnet", "name": "", "jurisdiction": "US" if foreign else "NL",
                "foreign": foreign, "evidence": [], "confidence": "confirmed", "parent": ""}
         return {"target": domain, "dependencies": [dep], "errors": [{"detector": "dns", "message": m} for m in errors], "labels": {"sector": sector}}
 
@@ -300,15 +310,15 @@ def dep(category, provider, juris, role="mailbox", confidence="confirmed"):
 
 
 def state_with_history(path: Path) -> None:
-    """gemeente.nl moves mail from TransIP to Microsoft, ziekenhuis.nl back from Microsoft to
-    TransIP, school.nl's Zivver changes owner (Kiteworks, US), storing.nl's last scan fails."""
+    """gemeente.nl moves mail from Hostnet to Microsoft, ziekenhuis.nl back from Microsoft to
+    Hostnet, school.nl's Zivver changes owner (Kiteworks, US), storing.nl's last scan fails."""
     store = StateStore(path, confirmations=1)
     scanned = frozenset({"email", "dns"})
     t = time.time() - 3600
     timeline = [
-        ("gemeente.nl", [dep("email", "transip", "BE")], [dep("email", "microsoft", "US")]),
-        ("ziekenhuis.nl", [dep("email", "microsoft", "US")], [dep("email", "transip", "BE")]),
-        ("school.nl", [dep("email", "zivver", "NL", "gateway"), dep("dns", "transip", "BE", "dns")], None),
+        ("gemeente.nl", [dep("email", "hostnet", "NL")], [dep("email", "microsoft", "US")]),
+        ("ziekenhuis.nl", [dep("email", "microsoft", "US")], [dep("email", "hostnet", "NL")]),
+        ("school.nl", [dep("email", "zivver", "NL", "gateway"), dep("dns", "hostnet", "NL", "dns")], None),
         ("storing.nl", [dep("dns", "amazon", "US", "dns")], None),
     ]
     for domain, first, second in timeline:
@@ -371,7 +381,7 @@ labels = {{ sector = "education" }}
 
 async def test_agent_serves_the_report_and_keeps_it(dns_server, tmp_path, monkeypatch):
     server = await dns_server("""
-gemeente.nl MX 10 mx.transip.email.
+gemeente.nl MX 10 mailfilter.hostnet.nl.
 ziekenhuis.nl MX 0 ziekenhuis-nl.mail.protection.outlook.com.
 """)
     config = tmp_path / "dijkwacht.toml"
