@@ -196,11 +196,6 @@ class DNSEngine:
         """The current query rate limit, None without one."""
         return self._bucket.rate if self._bucket is not None else None
 
-    @property
-    def max_qps(self) -> float | None:
-        """The configured limit: the most the rate recovers to."""
-        return self._backoff.ceiling if self._backoff is not None else None
-
     async def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
