@@ -316,9 +316,6 @@ async def _run_scan(args, settings: AgentSettings, data, config: Config, only, c
             await demo.stop()
 
 
-    return 0
-
-
 def _check_config(args: argparse.Namespace) -> int:
     config, data = load_config_with_plugins(args.config, strict=args.strict_plugins)
     print(f"{args.config}: ok ({len(config.targets)} targets, {len(data.detector_classes)} detectors, {len(data.catalog.providers)} providers, {sum(f.prefixes_v4 + f.prefixes_v6 for f in data.ranges.files)} IP prefixes)")
