@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -18,8 +19,9 @@ import structlog
 
 from . import __version__, cli_data, logs
 from .daemon import cli as daemon_cli
-from .config import AgentSettings, Config, parse_nameserver
-from .errors import DijkwachtError
+from .daemon.webconfig import load_web_config
+from .config import AGENT_FIELDS, AgentSettings, Config, argument, load_config, number, parse_nameserver
+from .errors import DijkwachtError, one_line, shown
 from .output import render_table, write_json
 from .pluginhost import make_plugin_manager
 from .runtime import build_runtime, load_config_with_plugins, load_data
@@ -41,12 +43,13 @@ def _nameserver(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"'{value}' is not a positive whole number")
-    return int(value)
+def _whole(text: str) -> int:
+    if not text.strip().lstrip("+-").isdigit():
+        raise ValueError("is not a whole number")
+    return int(text)
 
 
+MAX_WORKERS = 64
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dijkwacht",
@@ -65,12 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--format", choices=["json", "table"], default="json", help="json: one JSON array, one object per target, in input order (default); table: a readable summary")
     scan.add_argument("--targets-file", metavar="FILE", help="file with one domain per line, '#' comments, optional key=value labels")
     scan.add_argument("--http-probe", action="store_true", default=None, help="also read HTTP(S) response headers of the apex/www for CDN fingerprints (opens connections to the targets; off by default)")
+    scan.add_argument("--http-probe-allow-private", action="store_true", default=None, help="let --http-probe contact private, loopback and link-local addresses too (off: a target pointing at 127.0.0.1 or 10.0.0.0/8 is not contacted)")
     scan.add_argument("--home", action="append", metavar="CODE", help="home jurisdiction: EU, EEA or an ISO alpha-2 code (repeatable; default: the config's, else EU)")
     scan.add_argument("--detector", action="append", metavar="NAME", help="run only this detector (repeatable; see 'dijkwacht plugins')")
-    scan.add_argument("--concurrency", type=_positive_int, metavar="N", help="targets scanned at once, per worker (default 64)")
-    scan.add_argument("--timeout", type=float, metavar="SECONDS", help="DNS timeout per try (default 2)")
-    scan.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes to shard the targets over (default: 1 below 2,000 targets, else one per CPU core up to 4)")
-    scan.add_argument("--max-inflight", type=_positive_int, metavar="N", help="DNS queries in flight at once, per worker (default 200)")
+    scan.add_argument("--concurrency", type=argument(AGENT_FIELDS["concurrency"], _whole), metavar="N", help="targets scanned at once, per worker (default 64)")
+    scan.add_argument("--timeout", type=argument(AGENT_FIELDS["dns_timeout"]), metavar="SECONDS", help="DNS timeout per try (default 2)")
+    scan.add_argument("--workers", type=argument(number(1, MAX_WORKERS, whole=True), _whole), metavar="N", help="worker processes to shard the targets over (default: 1 below 2,000 targets, else one per CPU core up to 4)")
+    scan.add_argument("--max-inflight", type=argument(AGENT_FIELDS["max_inflight"], _whole), metavar="N", help="DNS queries in flight at once, per worker (default 200)")
     scan.add_argument("--stats", action="store_true", help="print timing and DNS query counts to stderr at the end")
     scan.add_argument("--demo", action="store_true", help="scan built-in example domains served by an embedded DNS server on 127.0.0.1 (works offline)")
 
@@ -95,16 +99,20 @@ def _scan_settings(args: argparse.Namespace, config: Config) -> AgentSettings:
     if args.nameserver:
         changes["nameservers"] = tuple(args.nameserver)
     if args.data_dir:
+        if not Path(args.data_dir).is_dir():
+            raise UsageError(f"--data-dir: no such directory: {one_line(args.data_dir)}")
         changes["data_dir"] = args.data_dir
     if args.http_probe:
         changes["http_probe"] = True
+    if args.http_probe_allow_private:
+        changes["http_probe_allow_private"] = True
     if args.home:
         changes["home"] = tuple(h.upper() for h in args.home)
-    if args.concurrency:
+    if args.concurrency is not None:
         changes["concurrency"] = args.concurrency
-    if args.timeout:
+    if args.timeout is not None:
         changes["dns_timeout"] = args.timeout
-    if args.max_inflight:
+    if args.max_inflight is not None:
         changes["max_inflight"] = args.max_inflight
     settings = replace(agent, **changes)
     try:
@@ -115,16 +123,16 @@ def _scan_settings(args: argparse.Namespace, config: Config) -> AgentSettings:
 
 
 def _targets(args: argparse.Namespace, config: Config) -> list[Target | str]:
-    """Targets in input order: config, targets file, command line. Invalid names stay as strings."""
+    """Targets in input order: config, targets file, command line. Invalid names stay as strings.
+    A domain given twice is scanned once, with the first occurrence's labels."""
     items: list[Target | str] = list(config.targets)
-    for problem in config.problems:
-        log.warning("target.invalid", file=problem.path, line=problem.line, error=problem.message)
+    problems = list(config.problems)
     if args.targets_file:
-        found, problems = read_targets_file(args.targets_file)
+        found, more = read_targets_file(args.targets_file)
         items.extend(found)
-        for problem in problems:
-            log.warning("target.invalid", file=problem.path, line=problem.line, error=problem.message)
-            print(f"dijkwacht: {problem}", file=sys.stderr)
+        problems.extend(more)
+    for problem in problems:
+        print(f"dijkwacht: {problem}", file=sys.stderr)
     for raw in args.domains:
         try:
             items.append(Target(normalise_domain(raw)))
@@ -166,7 +174,7 @@ def _scan(args: argparse.Namespace) -> int:
         raise UsageError(f"--detector: no detector named {', '.join(sorted(unknown))}")
     valid = [t for t in items if isinstance(t, Target)]
     gc.freeze()  # the catalog, ranges and plugins live for the whole run: keep them out of GC passes
-    workers = 1 if args.demo else (args.workers or auto_workers(len(valid)))
+    workers = 1 if args.demo else min(args.workers or auto_workers(len(valid)), max(1, len(valid)))
     only = tuple(args.detector or ())
     pool = Workers(settings, data, config.detectors, only, valid, workers) if workers > 1 else None
     started = time.perf_counter()
@@ -207,6 +215,8 @@ async def _run_scan(args, settings: AgentSettings, data, config: Config, only, i
             collected = [r async for r in results]
             sys.stdout.write(render_table(collected, ip_data=not data.ranges.empty))
     finally:
+        # Stop the scan before closing what it uses (an early exit: `scan | head`, ^C).
+        await stream.aclose()
         if runtime is not None:
             await runtime.close()
         if demo is not None:
@@ -221,7 +231,7 @@ async def _in_place(stream: AsyncIterator[TargetResult], items: Sequence[Target 
     """Scan results in input order, with invalid names as results carrying an input error."""
     for item in items:
         if isinstance(item, str):
-            yield TargetResult(Target(item), errors=[ScanError("input", f"invalid domain name '{item}'")])
+            yield TargetResult(Target(one_line(item, 253)), errors=[ScanError("input", f"invalid domain name {shown(item)}")])
         else:
             yield await stream.__anext__()
     async for _ in stream:  # let the stream finish (workers send their statistics last)
@@ -270,18 +280,21 @@ def _catalog(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     config, data = load_config_with_plugins(args.config)
-    print(f"{args.config}: ok ({len(config.targets)} targets, {len(data.detector_classes)} detectors, {len(data.catalog.providers)} providers, {sum(f.prefixes_v4 + f.prefixes_v6 for f in data.ranges.files)} IP prefixes)")
+    web = load_web_config(config.daemon.web_config) if config.daemon.web_config else None
+    print(f"{args.config}: ok ({len(config.targets)} targets, {len(data.detector_classes)} detectors, {len(data.catalog.providers)} providers, {sum(f.prefixes_v4 + f.prefixes_v6 for f in data.ranges.files)} IP prefixes{', web config ' + web.describe() if web else ''})")
     for problem in config.problems:
         print(f"warning: {problem}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    default_level = "info" if args.command in ("run",) else "warning"
-    logs.configure(args.log_level or default_level)
+    """Run one command. Whatever goes wrong ends in one line on stderr and an exit status,
+    never a traceback: 2 for bad input, 1 for the system (a taken port), 70 for a bug."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        default_level = "info" if args.command in ("run",) else "warning"
+        logs.configure(args.log_level or default_level)
         if args.command == "scan":
             return _scan(args)
         if args.command == "plugins":
@@ -293,24 +306,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "data":
             return _data(args)
         return daemon_cli.dispatch(args)
+    except BrokenPipeError:  # the reader went away (`scan | head`): not an error
+        _silence_stdout()
+        return 0
     except DijkwachtError as exc:
-        print(f"dijkwacht: {exc}", file=sys.stderr)
+        print(f"dijkwacht: {one_line(str(exc), 1000)}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the state directory is not writable, the port is taken
-        print(f"dijkwacht: {exc}", file=sys.stderr)
+        print(f"dijkwacht: {one_line(str(exc), 1000)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        with contextlib.suppress(Exception):
-            sys.stdout.close()
-        return 0
+    except Exception as exc:  # a bug: say what, once; the traceback only with --log-level debug
+        log.debug("internal_error", exc_info=True)
+        print(f"dijkwacht: internal error: {type(exc).__name__}: {one_line(str(exc))} (please report it)", file=sys.stderr)
+        return 70
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _data(args: argparse.Namespace) -> int:
     data_dir = args.data_dir
     if not data_dir and getattr(args, "config", None):
-        data_dir = load_config_with_plugins(args.config)[0].agent.data_dir
+        data_dir = load_config(args.config, check_paths=False).agent.data_dir
     if not data_dir:
         raise UsageError("data update: --data-dir is required")
     return cli_data.run(args, Path(data_dir))

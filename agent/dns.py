@@ -170,8 +170,10 @@ class DNSEngine:
         # Sent queries by result status; a daemon passes one Counter to every engine it builds.
         self.queries: Counter[str] = Counter() if stats is None else stats
         self.cache_hits = 0
+        self._closed = False
 
     async def close(self) -> None:
+        self._closed = True  # a scan still running gets errors from now on, not a crash
         for resolver in list(self._pending):
             await resolver.close()
         self._pending.clear()
@@ -180,6 +182,9 @@ class DNSEngine:
 
     def _send(self, name: str, qtype: str, future: asyncio.Future[_Raw]) -> None:
         """Hand one query to c-ares; `future` gets the raw answer."""
+        if self._closed:
+            future.set_result((ERROR, (), "DNS engine closed", 0.0))
+            return
         resolver = self._resolver
         self._pending[resolver] += 1
         try:

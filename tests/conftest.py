@@ -46,3 +46,19 @@ async def dns_server():
     yield start
     for server in servers:
         await server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found():
+    """Tests that run the CLI in-process configure logging (structlog and the stdlib root
+    logger) for the whole process; put it back, so that later tests see the defaults."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

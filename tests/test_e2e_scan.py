@@ -114,7 +114,9 @@ def test_http_probe_reads_headers_only_when_switched_on(tmp_path):
         off = json.loads(scan("--nameserver", knot.address, "probe-site.nl").stdout)
         assert requests == []  # DNS only: no connection to the target without --http-probe
         assert off[0]["dependencies"] == []
-        on = json.loads(scan("--nameserver", knot.address, "--http-probe", "probe-site.nl").stdout)
+        refused = json.loads(scan("--nameserver", knot.address, "--http-probe", "probe-site.nl").stdout)
+        assert requests == [] and refused[0]["dependencies"] == []  # 127.0.0.1 is not public
+        on = json.loads(scan("--nameserver", knot.address, "--http-probe", "--http-probe-allow-private", "probe-site.nl").stdout)
         cdn = [d for d in on[0]["dependencies"] if d["category"] == "cdn"]
         assert [(d["provider"], d["confidence"]) for d in cdn] == [("cloudflare", "confirmed")]
         assert any("cf-ray: 8f00deadbeef-AMS" in e for e in cdn[0]["evidence"])

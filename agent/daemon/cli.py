@@ -12,7 +12,7 @@ from pathlib import Path
 
 import structlog
 
-from ..config import load_config
+from ..config import Config, load_config
 from ..errors import DijkwachtError
 from .agent import Daemon
 from .server import serve
@@ -20,6 +20,8 @@ from .state import StateStore
 from .webconfig import load_web_config
 
 log = structlog.get_logger()
+
+SHUTDOWN_TIMEOUT = 9.0  # seconds from SIGTERM to exit, at most
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -61,27 +63,42 @@ async def _run(args: argparse.Namespace) -> int:
         web_config = load_web_config(args.web_config or daemon.config.daemon.web_config)
         listen = args.listen or daemon.config.daemon.listen
         runner = await serve(daemon, web_config, listen)
-    except (DijkwachtError, OSError):
+    except BaseException:
         await daemon.stop(grace=0)
         raise
-    log.info("http.listening", address=listen, tls=web_config.ssl_context is not None, basic_auth=bool(web_config.users))
+
+    async def reload_web_config(config: Config):
+        """Validate the web config with the rest of a reload; apply it only if all is valid."""
+        new = await asyncio.to_thread(load_web_config, args.web_config or config.daemon.web_config)
+        web_config.check_update(new)
+        return lambda: web_config.update(new)
+
+    daemon.reload_hooks.append(reload_web_config)
+    log.info("http.listening", address=listen, web_config=web_config.describe())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.background(daemon.reload()))
     await stop.wait()
     log.info("agent.stopping")
-    await runner.cleanup()
-    await daemon.stop()
+    try:
+        # Whatever is in flight (a slow /probe, scans waiting out DNS timeouts), the agent is
+        # gone well within systemd's and Kubernetes' stop timeouts.
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+            await runner.cleanup()
+            await daemon.stop()
+    except TimeoutError:
+        log.warning("agent.stop_timeout", seconds=SHUTDOWN_TIMEOUT)
+    web_config.close()
     return 0
 
 
 def _history(args: argparse.Namespace) -> int:
-    path = args.state or load_config(args.config).daemon.state_path
+    path = args.state or load_config(args.config, check_paths=False).daemon.state_path
     if not Path(path).is_file():
         raise DijkwachtError(f"no state database at {path} (has `dijkwacht run` been started with this configuration?)")
-    store = StateStore(path)
+    store = StateStore(path, readonly=True)
     try:
         changes = store.changes(args.target, args.since)
     finally:

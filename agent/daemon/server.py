@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import time
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .. import __version__
-from ..targets import InvalidTarget, Target, normalise_domain
-from .agent import Daemon
+from ..targets import InvalidTarget, normalise_domain
+from .agent import Daemon, ProbeRefused, describe
 from .metrics import ProbeCollector, TargetView
 from .webconfig import WebConfig
 
-PROBE_TIMEOUT = 60.0
+SHUTDOWN_GRACE = 2.0  # seconds in-flight requests (a /probe) get when the agent stops
+
+log = structlog.get_logger()
+
+
+def errors_middleware(daemon: Daemon):
+    """A handler's unexpected exception: one log line, a counted error, a plain 500."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            daemon.faults.internal["http"] += 1
+            log.error("http.error", path=request.path, error=describe(exc))
+            return web.Response(status=500, text="internal error (logged)\n")
+
+    return errors
 
 
 def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
-    app = web.Application(middlewares=[web_config.middleware()])
+    app = web.Application(middlewares=[errors_middleware(daemon), web_config.middleware()])
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=daemon.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -42,11 +61,11 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
             domain = normalise_domain(raw)
         except InvalidTarget as exc:
             return web.Response(status=400, text=f"target: {exc}\n")
-        runtime = daemon.runtime
-        assert runtime is not None
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(runtime.scanner.scan(Target(domain)), PROBE_TIMEOUT)
+            result = await daemon.probe(domain)
+        except ProbeRefused as exc:
+            return web.Response(status=503, text=f"{exc}\n", headers={"Retry-After": "5"})
         except TimeoutError:
             return web.Response(status=504, text="probe timed out\n")
         errors: dict[str, int] = {}
@@ -83,7 +102,7 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
 
 async def serve(daemon: Daemon, web_config: WebConfig, listen: str) -> web.AppRunner:
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(daemon, web_config), access_log=None)
+    runner = web.AppRunner(make_app(daemon, web_config), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context)
     await site.start()
