@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,13 +21,16 @@ from . import __version__, cli_data, logs
 from .daemon import cli as daemon_cli
 from .daemon.webconfig import load_web_config
 from .config import AGENT_FIELDS, AgentSettings, Config, argument, load_config, number, parse_nameserver
-from .errors import DijkwachtError, one_line, shown
-from .output import render_table, write_json
+from .errors import DijkwachtError, one_line
+from .campaign import Campaign, CampaignStats, LocalSource
+from .figures import Tally, render_summary
+from .output import JsonLinesWriter, JsonWriter, TableWriter, Writer, read_for_resume
 from .pluginhost import make_plugin_manager
-from .runtime import build_runtime, load_config_with_plugins, load_data
-from .scanner import ScanError, TargetResult
+from .progress import Progress
+from .runtime import Runtime, build_runtime, load_config_with_plugins, load_data
+from .scanner import TargetResult
 from .targets import InvalidTarget, Target, normalise_domain, read_targets_file, unique
-from .workers import ScanStats, Workers, auto_workers
+from .workers import Workers, auto_workers
 
 log = structlog.get_logger()
 
@@ -50,6 +53,8 @@ def _whole(text: str) -> int:
 
 
 MAX_WORKERS = 64
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dijkwacht",
@@ -65,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--config", metavar="FILE", help="TOML configuration file (see docs/configuration.md)")
     scan.add_argument("--nameserver", action="append", type=_nameserver, metavar="HOST[:PORT]", help="DNS server to ask, by IP address (repeatable; default: the config's, else the system resolver)")
     scan.add_argument("--data-dir", metavar="DIR", help="directory of <provider>.txt IP range files (fill it with 'dijkwacht data update'); without it only hostname evidence is used")
-    scan.add_argument("--format", choices=["json", "table"], default="json", help="json: one JSON array, one object per target, in input order (default); table: a readable summary")
+    scan.add_argument("--format", choices=["json", "jsonl", "table"], default="json", help="json: one JSON array, one object per target, in input order (default); jsonl: one JSON object per line, written as each target is final (for long scans and --resume); table: a readable summary")
+    scan.add_argument("--output", metavar="FILE", help="write the results to FILE instead of stdout (jsonl: line by line, each line complete; json and table: renamed into place when done)")
+    scan.add_argument("--resume", action="store_true", help="with --format jsonl --output FILE: skip the targets FILE already holds and append the rest (an interrupted scan continues)")
     scan.add_argument("--targets-file", metavar="FILE", help="file with one domain per line, '#' comments, optional key=value labels")
     scan.add_argument("--http-probe", action="store_true", default=None, help="also read HTTP(S) response headers of the apex/www for CDN fingerprints (opens connections to the targets; off by default)")
     scan.add_argument("--http-probe-allow-private", action="store_true", default=None, help="let --http-probe contact private, loopback and link-local addresses too (off: a target pointing at 127.0.0.1 or 10.0.0.0/8 is not contacted)")
@@ -75,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--timeout", type=argument(AGENT_FIELDS["dns_timeout"]), metavar="SECONDS", help="DNS timeout per try (default 2)")
     scan.add_argument("--workers", type=argument(number(1, MAX_WORKERS, whole=True), _whole), metavar="N", help="worker processes to shard the targets over (default: 1 below 2,000 targets, else one per CPU core up to 4)")
     scan.add_argument("--max-inflight", type=argument(AGENT_FIELDS["max_inflight"], _whole), metavar="N", help="DNS queries in flight at once, per worker (default 200)")
-    scan.add_argument("--stats", action="store_true", help="print timing and DNS query counts to stderr at the end")
+    scan.add_argument("--max-qps", type=argument(AGENT_FIELDS["max_qps"]), metavar="N", help="DNS queries per second, all workers together (default: no limit when every nameserver is on loopback, else 500; 0: no limit). The rate halves while many answers fail and recovers gradually")
+    scan.add_argument("--stats", action="store_true", help="print timing, DNS query counts and the rate limit's backoffs to stderr at the end")
+    scan.add_argument("--quiet", action="store_true", help="no progress and no summary on stderr (warnings and errors only)")
+    scan.add_argument("--progress-interval", type=argument(number(0.1, 86400, unit=" s")), default=10.0, metavar="SECONDS", help="without a terminal on stderr: log a progress line this often (default 10)")
+    scan.add_argument("--summary-json", metavar="FILE", help="write the campaign's headline figures (see agent/figures.py) and the run's figures to FILE as JSON")
     scan.add_argument("--demo", action="store_true", help="scan built-in example domains served by an embedded DNS server on 127.0.0.1 (works offline)")
 
     plugins = sub.add_parser("plugins", help="list loaded plugins and their detectors")
@@ -114,6 +125,8 @@ def _scan_settings(args: argparse.Namespace, config: Config) -> AgentSettings:
         changes["dns_timeout"] = args.timeout
     if args.max_inflight is not None:
         changes["max_inflight"] = args.max_inflight
+    if args.max_qps is not None:
+        changes["max_qps"] = args.max_qps
     settings = replace(agent, **changes)
     try:
         settings.home_codes
@@ -151,8 +164,18 @@ def _targets(args: argparse.Namespace, config: Config) -> list[Target | str]:
     return out
 
 
+def _writer(args: argparse.Namespace, ip_data: bool, count_inferred: bool) -> Writer:
+    if args.format == "jsonl":
+        return JsonLinesWriter(args.output, append=args.resume)
+    if args.format == "table":
+        return TableWriter(args.output, ip_data=ip_data, count_inferred=count_inferred)
+    return JsonWriter(args.output)
+
+
 def _scan(args: argparse.Namespace) -> int:
     """Prepare everything synchronously (workers must fork before any event loop), then scan."""
+    if args.resume and not (args.format == "jsonl" and args.output):
+        raise UsageError("--resume needs --format jsonl and --output FILE (the file the interrupted scan wrote)")
     if args.config:
         config, data = load_config_with_plugins(args.config)
     else:
@@ -172,29 +195,74 @@ def _scan(args: argparse.Namespace) -> int:
     unknown = set(args.detector or ()) - {cls.name for cls in data.detector_classes}
     if unknown:
         raise UsageError(f"--detector: no detector named {', '.join(sorted(unknown))}")
+    tally = Tally(count_inferred=settings.count_inferred)
+    if args.resume:
+        done = read_for_resume(args.output, tally.add)
+        before = len(items)
+        items = [t for t in items if (t.domain if isinstance(t, Target) else t) not in done]
+        log.info("scan.resuming", file=args.output, done=len(done), skipped=before - len(items), left=len(items))
     valid = [t for t in items if isinstance(t, Target)]
     gc.freeze()  # the catalog, ranges and plugins live for the whole run: keep them out of GC passes
-    workers = 1 if args.demo else min(args.workers or auto_workers(len(valid)), max(1, len(valid)))
+    workers = 1 if args.demo else (args.workers or auto_workers(len(valid)))
+    workers = max(1, min(workers, len(valid)))
+    limit = None if args.demo else settings.query_rate
+    # Each worker gets an equal share of the rate (the shards are equal), and 0 means none.
+    settings = replace(settings, max_qps=limit / workers if limit else 0)
     only = tuple(args.detector or ())
-    pool = Workers(settings, data, config.detectors, only, valid, workers) if workers > 1 else None
+    progress = Progress(Progress.choose(args.quiet), interval=args.progress_interval)
+    campaign = Campaign(items, progress, workers=workers, limit=limit, concurrency=settings.concurrency, retry_runtime=None)
+    pool = Workers(settings, data, config.detectors, only, valid, workers, on_rate_change=campaign.rate_changed) if workers > 1 else None
+    writer = _writer(args, ip_data=not data.ranges.empty, count_inferred=settings.count_inferred)  # after the fork: no buffered output is copied
     started = time.perf_counter()
+    interrupted = False
     try:
-        stats = asyncio.run(_run_scan(args, settings, data, config, only, items, pool))
+        asyncio.run(_run_scan(args, settings, data, config, only, campaign, pool, writer, tally))
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         if pool is not None:
-            pool.close()
+            pool.close(now=interrupted)
+        writer.close()
+    seconds = time.perf_counter() - started
+    stats = campaign.stats
+    fig = tally.figures()
+    if not args.quiet:
+        sys.stderr.write(render_summary(fig))
+    if args.summary_json:
+        run = {"interrupted": interrupted, "seconds": round(seconds, 2), "workers": workers, "max_qps": limit,
+               "backoffs": stats.backoffs, "lowest_qps": stats.lowest_rate, "retried": stats.retried, "retry_qps": stats.retry_rate,
+               "queries": dict(stats.queries), "written": writer.count}
+        Path(args.summary_json).write_text(json.dumps({**fig, "scan": run}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.stats:
         total = sum(stats.queries.values())
-        seconds = time.perf_counter() - started
         print(
             f"dijkwacht: {len(valid)} targets in {seconds:.2f} s with {workers} worker(s); {total} queries "
             f"({total / seconds:.0f}/s; {', '.join(f'{k} {v}' for k, v in sorted(stats.queries.items()))}); {stats.cache_hits} answered from cache",
             file=sys.stderr,
         )
+        print(f"dijkwacht: {_rate_report(stats)}", file=sys.stderr)
+    if interrupted:
+        where = f"; continue with --resume --output {args.output}" if args.format == "jsonl" and args.output else ""
+        print(f"dijkwacht: interrupted: {writer.count} of {len(items)} results written{where}", file=sys.stderr)
+        return 130
     return 0
 
 
-async def _run_scan(args, settings: AgentSettings, data, config: Config, only, items, pool: Workers | None) -> ScanStats:
+def _rate_report(stats: CampaignStats) -> str:
+    if stats.limit is None:
+        text = "rate: no limit (every nameserver is on loopback, or --max-qps 0)"
+    else:
+        text = f"rate: limit {stats.limit:g} q/s ({stats.workers} worker(s) x {stats.limit / stats.workers:g})"
+        if stats.backoffs:
+            text += f"; backed off {stats.backoffs} time(s), lowest {stats.lowest_rate:.0f} q/s" if stats.lowest_rate is not None else f"; backed off {stats.backoffs} time(s)"
+        else:
+            text += "; never backed off"
+    if stats.retried:
+        text += f"; retried {stats.retried} target(s) at {stats.retry_rate:.0f} q/s"
+    return text
+
+
+async def _run_scan(args, settings: AgentSettings, data, config: Config, only, campaign: Campaign, pool: Workers | None, writer: Writer, tally: Tally) -> None:
     demo = None
     runtime = None
     if args.demo:
@@ -202,40 +270,33 @@ async def _run_scan(args, settings: AgentSettings, data, config: Config, only, i
 
         demo = await start_demo_server()
         settings = replace(settings, nameservers=(demo.address,))
-    if pool is not None:
-        stream = pool.results()
-    else:
-        runtime = build_runtime(settings, data, config.detectors, only=only)
-        stream = runtime.scanner.scan_all([t for t in items if isinstance(t, Target)], settings.concurrency)
+
+    def retry_runtime(rate: float) -> Runtime:
+        return build_runtime(replace(settings, max_qps=rate), data, config.detectors, only=only, on_rate_change=campaign.rate_changed)
+
+    campaign.retry_runtime = retry_runtime
+
+    def emit(index: int, result: TargetResult) -> None:
+        obj = result.to_json()
+        writer.write(index, obj, result)
+        tally.add(obj)
+
     try:
-        results = _in_place(stream, items)
-        if args.format == "json":
-            await write_json(results, sys.stdout)
+        if pool is not None:
+            source = pool
         else:
-            collected = [r async for r in results]
-            sys.stdout.write(render_table(collected, ip_data=not data.ranges.empty))
+            runtime = build_runtime(settings, data, config.detectors, only=only, on_rate_change=campaign.rate_changed)
+            source = LocalSource(runtime, [t for t in campaign.items if isinstance(t, Target)], settings.concurrency)
+        await campaign.run(source, emit)
+    except asyncio.CancelledError:
+        if pool is not None:
+            pool.close(now=True)  # before the loop waits for the threads that read their pipes
+        raise
     finally:
-        # Stop the scan before closing what it uses (an early exit: `scan | head`, ^C).
-        await stream.aclose()
         if runtime is not None:
             await runtime.close()
         if demo is not None:
             await demo.stop()
-    if pool is not None:
-        return pool.stats
-    assert runtime is not None
-    return ScanStats(runtime.engine.queries, runtime.engine.cache_hits)
-
-
-async def _in_place(stream: AsyncIterator[TargetResult], items: Sequence[Target | str]) -> AsyncIterator[TargetResult]:
-    """Scan results in input order, with invalid names as results carrying an input error."""
-    for item in items:
-        if isinstance(item, str):
-            yield TargetResult(Target(one_line(item, 253)), errors=[ScanError("input", f"invalid domain name {shown(item)}")])
-        else:
-            yield await stream.__anext__()
-    async for _ in stream:  # let the stream finish (workers send their statistics last)
-        pass
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -293,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        default_level = "info" if args.command in ("run",) else "warning"
+        # A scan logs its progress (without a terminal) and backoffs at info; --quiet silences them.
+        default_level = "info" if args.command == "run" or (args.command == "scan" and not args.quiet) else "warning"
         logs.configure(args.log_level or default_level)
         if args.command == "scan":
             return _scan(args)
@@ -306,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "data":
             return _data(args)
         return daemon_cli.dispatch(args)
-    except BrokenPipeError:  # the reader went away (`scan | head`): not an error
+    except BrokenPipeError:  # (an OSError: first) the reader went away, e.g. `| head`
         _silence_stdout()
         return 0
     except DijkwachtError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 
 from .catalog import expand_home
 from .errors import ConfigError, shown
+from .ratelimit import default_max_qps
 from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, dedupe, normalise_domain, read_targets
 from .tomlpos import find_line
 
@@ -136,6 +137,15 @@ def parse_nameserver(value: str) -> str:
     return f"[{address}]:{port_number}" if address.version == 6 else f"{address}:{port_number}"
 
 
+def _rate(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0  # no limit
+    try:
+        return number(0.1, 1_000_000, unit=" queries/s")(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (0 for no limit)") from None
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
@@ -205,11 +215,13 @@ class AgentSettings:
     dns_timeout: float = 2.0
     dns_tries: int = 2
     max_inflight: int = 200
+    max_qps: float | None = None  # None: automatic (ratelimit.default_max_qps); 0: no limit
     concurrency: int = 64
     detector_timeout: float = 30.0
     http_probe: bool = False
     http_timeout: float = 5.0
     http_probe_allow_private: bool = False
+    count_inferred: bool = False
     catalog: tuple[str, ...] = ()
     targets_file: str = ""
     log_level: str = "info"
@@ -217,6 +229,13 @@ class AgentSettings:
     @property
     def home_codes(self) -> frozenset[str]:
         return expand_home(self.home)
+
+    @property
+    def query_rate(self) -> float | None:
+        """The query rate limit in force: None for no limit."""
+        if self.max_qps is None:
+            return default_max_qps(self.nameservers)
+        return self.max_qps or None
 
 
 @dataclass(frozen=True)
@@ -240,11 +259,13 @@ AGENT_FIELDS: dict[str, Check] = {
     "dns_timeout": number(0.05, 60, unit=" s"),
     "dns_tries": number(1, 10, whole=True),
     "max_inflight": number(1, 10_000, whole=True),
+    "max_qps": _rate,
     "concurrency": number(1, 10_000, whole=True),
     "detector_timeout": number(0.1, 3600, unit=" s"),
     "http_probe": _bool,
     "http_timeout": number(0.1, 300, unit=" s"),
     "http_probe_allow_private": _bool,
+    "count_inferred": _bool,
     "catalog": _paths,
     "targets_file": _path,
     "log_level": _log_level,

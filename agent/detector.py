@@ -36,10 +36,13 @@ class Finding:
     evidence: list[str]
     confidence: str = CONFIRMED
     service: str = ""
+    # What the provider does for the target (email: mailbox, gateway or sending; plugins may
+    # use identity or their own). Empty: the core takes the catalog's default for the provider.
+    role: str = ""
 
     @classmethod
     def from_fact(cls, fact: Fact, evidence: str, *, category: str | None = None, confidence: str | None = None) -> Finding:
-        return cls(category or fact.category, fact.provider, [evidence], confidence or fact.confidence, fact.service)
+        return cls(category or fact.category, fact.provider, [evidence], confidence or fact.confidence, fact.service, fact.role)
 
 
 class TargetResolver:

@@ -1,7 +1,8 @@
 """The DNS engine: every lookup of a scan goes through here.
 
 It owns what detectors must not have to think about: one bounded concurrency budget for the
-whole scan, per-query timeout and retries (c-ares; it also retries over TCP on truncation),
+whole scan, an optional rate limit that backs off when answers fail (agent/ratelimit.py),
+per-query timeout and retries (c-ares; it also retries over TCP on truncation),
 CNAME chains followed with loop and depth limits, a cache so that a name asked by many targets
 (an MX host, an SPF include, a CDN edge) is resolved once, and a classification of every answer
 that never confuses "this does not exist" with "I could not find out".
@@ -14,7 +15,7 @@ import functools
 import time
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import aiodns
 import pycares
 
 from .budget import Budget
+from .ratelimit import Backoff, RateChange, TokenBucket
 
 DATA = "data"
 NXDOMAIN = "nxdomain"
@@ -32,6 +34,8 @@ TIMEOUT = "timeout"
 ERROR = "error"
 STATUSES = (DATA, NXDOMAIN, NODATA, SERVFAIL, REFUSED, TIMEOUT, ERROR)
 FAILED = frozenset({SERVFAIL, REFUSED, TIMEOUT, ERROR})
+# Failures a later try may not repeat: the server was busy, limited us or lost the packet.
+TRANSIENT = frozenset({SERVFAIL, REFUSED, TIMEOUT})
 QTYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA")
 MAX_CHAIN = 8
 
@@ -42,6 +46,7 @@ _ERRNO = {
     aiodns.error.ARES_EREFUSED: REFUSED,
     aiodns.error.ARES_ETIMEOUT: TIMEOUT,
 }
+_TRANSIENT_ERRNO = frozenset(e for e, status in _ERRNO.items() if status in TRANSIENT)
 _QTYPES = {t: getattr(pycares, f"QUERY_TYPE_{t}") for t in QTYPES}
 _TYPE_NAMES = {v: k for k, v in _QTYPES.items()}
 
@@ -124,6 +129,9 @@ class DNSEngine:
     """Asynchronous resolver with a shared budget, a cache and answer classification.
 
     `nameservers` are "ip:port" strings; empty means the system resolver (/etc/resolv.conf).
+    `max_qps` limits the queries sent per second (None: no limit); with a limit the engine
+    halves its rate when many answers fail and recovers gradually (ratelimit.Backoff), and
+    makes the tries itself, so that every packet it sends has passed the limit.
     """
 
     def __init__(
@@ -139,12 +147,17 @@ class DNSEngine:
         max_ttl: float = 300.0,
         rotate_every: int = 15_000,
         stats: Counter[str] | None = None,
+        max_qps: float | None = None,
     ) -> None:
         flags = pycares.ARES_FLAG_NOSEARCH | pycares.ARES_FLAG_EDNS
+        # c-ares asks again at once after REFUSED or SERVFAIL and after each timeout; with a
+        # limit those tries must wait for the bucket too, so the engine makes them itself.
+        self._tries = tries
+        channel_tries = 1 if max_qps else tries
         # Large socket buffers: a burst of answers that overflows the default buffer is
         # dropped by the kernel and costs a whole timeout before c-ares asks again.
         self._new_resolver = lambda: _LoopResolver(
-            nameservers=list(nameservers) or None, timeout=timeout, tries=tries, flags=flags,
+            nameservers=list(nameservers) or None, timeout=timeout, tries=channel_tries, flags=flags,
             socket_receive_buffer_size=4 << 20, socket_send_buffer_size=1 << 20,
         )
         self._resolver = self._new_resolver()
@@ -170,20 +183,47 @@ class DNSEngine:
         # Sent queries by result status; a daemon passes one Counter to every engine it builds.
         self.queries: Counter[str] = Counter() if stats is None else stats
         self.cache_hits = 0
+        self._bucket = TokenBucket(max_qps) if max_qps else None
+        self._backoff = Backoff(max_qps, cooldown=timeout) if max_qps else None
+        self._answers = self._failed = 0  # answers since the controller last looked (with a limit)
+        self._ticker: asyncio.TimerHandle | None = None
+        self._resends: set[asyncio.Task[None]] = set()
+        # Called with every change of the rate (backoff and recovery).
+        self.rate_listeners: list[Callable[[RateChange], None]] = []
         self._closed = False
+
+    @property
+    def rate(self) -> float | None:
+        """The current query rate limit, None without one."""
+        return self._bucket.rate if self._bucket is not None else None
+
+    @property
+    def max_qps(self) -> float | None:
+        """The configured limit: the most the rate recovers to."""
+        return self._backoff.ceiling if self._backoff is not None else None
 
     async def close(self) -> None:
         self._closed = True  # a scan still running gets errors from now on, not a crash
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._bucket is not None:
+            self._bucket.close()
+        for task in list(self._resends):
+            task.cancel()
+        if self._resends:
+            await asyncio.gather(*self._resends, return_exceptions=True)
         for resolver in list(self._pending):
             await resolver.close()
         self._pending.clear()
         if self._closing:
             await asyncio.gather(*self._closing)
 
-    def _send(self, name: str, qtype: str, future: asyncio.Future[_Raw]) -> None:
-        """Hand one query to c-ares; `future` gets the raw answer."""
+    def _send(self, name: str, qtype: str, future: asyncio.Future[_Raw], attempt: int = 0) -> None:
+        """Hand one query to c-ares; `future` gets the raw answer. `attempt` counts the tries
+        the engine makes itself (with a rate limit), 0 without."""
         if self._closed:
-            future.set_result((ERROR, (), "DNS engine closed", 0.0))
+            if not future.done():
+                future.set_result((ERROR, (), "DNS engine closed", 0.0))
             return
         resolver = self._resolver
         self._pending[resolver] += 1
@@ -191,7 +231,11 @@ class DNSEngine:
             # The channel directly, not aiodns' query_dns(): this runs for every query, and
             # aiodns' wrapping (a second future, partials, a context manager) and its result
             # conversion are work we would then undo.
-            resolver._channel.query(name, _QTYPES[qtype], callback=lambda result, errno: self._answered(future, result, errno, resolver))
+            if attempt:
+                done = lambda result, errno: self._answered_limited(future, result, errno, resolver, name, qtype, attempt)  # noqa: E731
+            else:
+                done = lambda result, errno: self._answered(future, result, errno, resolver)  # noqa: E731
+            resolver._channel.query(name, _QTYPES[qtype], callback=done)
         except (pycares.AresError, ValueError, TypeError, UnicodeError) as exc:  # a name c-ares refuses
             if not future.done():  # (c-ares may have answered through the callback already)
                 self._pending[resolver] -= 1
@@ -240,6 +284,55 @@ class DNSEngine:
                 ttl = min(ttl, rr.ttl)
         future.set_result((DATA, tuple(rrs), "", float(ttl)))
 
+    def _answered_limited(self, future: asyncio.Future[_Raw], result: Any, errno: int | None, resolver: _LoopResolver, name: str, qtype: str, attempt: int) -> None:
+        """An answer under a rate limit: tallied for the controller; a transient failure is
+        asked again (through the bucket) while tries are left."""
+        self._answers += 1
+        if errno in _TRANSIENT_ERRNO:
+            self._failed += 1
+            if attempt < self._tries and not future.done():
+                left = self._pending.get(resolver)
+                if left is not None:
+                    self._pending[resolver] = left - 1
+                    if left == 1 and resolver is not self._resolver:
+                        self._retire(resolver)
+                self.queries[_ERRNO[errno]] += 1
+                task = asyncio.get_running_loop().create_task(self._resend(name, qtype, future, attempt + 1))
+                self._resends.add(task)
+                task.add_done_callback(self._resends.discard)
+                return
+        self._answered(future, result, errno, resolver)
+
+    def _take_now(self) -> bool:
+        """A token without waiting, if there is one; starts the controller's clock."""
+        assert self._bucket is not None
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(1.0, self._tick)
+        return self._bucket.try_take()
+
+    async def _resend(self, name: str, qtype: str, future: asyncio.Future[_Raw], attempt: int) -> None:
+        assert self._bucket is not None
+        try:
+            await self._bucket.take()
+        except asyncio.CancelledError:
+            if not future.done():
+                future.cancel()  # the engine is closing: askers see a cancelled query
+            raise
+        if not future.done():
+            self._send(name, qtype, future, attempt)
+
+    def _tick(self) -> None:
+        """Once a second while limited: let the controller see the answers since last time."""
+        assert self._backoff is not None and self._bucket is not None
+        self._ticker = asyncio.get_running_loop().call_later(1.0, self._tick)
+        answers, failed = self._answers, self._failed
+        self._answers = self._failed = 0
+        change = self._backoff.observe(answers, failed, time.monotonic())
+        if change is not None:
+            self._bucket.set_rate(change.rate)
+            for listener in list(self.rate_listeners):
+                listener(change)
+
     async def raw(self, name: str, qtype: str, cache: dict[tuple[str, str], _Raw] | None = None) -> _Raw:
         """One query, answered from `cache` (a caller's private dict) or the shared cache.
 
@@ -277,8 +370,16 @@ class DNSEngine:
                 del self._inflight[key]
                 future.cancel()
                 raise
+        if self._bucket is not None and not self._take_now():
+            try:
+                await self._bucket.take()
+            except BaseException:
+                self._budget.release()
+                del self._inflight[key]
+                future.cancel()
+                raise
         future.add_done_callback(functools.partial(self._settled, key, cache, self._budget))
-        self._send(name, qtype, future)
+        self._send(name, qtype, future, 1 if self._bucket is not None else 0)
         # Shielded: a caller that is cancelled (a detector timeout) must not cancel the query
         # that other targets may be waiting for; it completes and is cached regardless.
         return await asyncio.shield(future)

@@ -1,23 +1,175 @@
-"""Rendering scan results: the JSON contract and a table for people."""
+"""Rendering scan results: the JSON contract, JSON lines for campaigns, and a table for people.
+
+Writers take final results as a campaign produces them: (index in the input, result). The
+JSON array and the table restore the input order; JSON lines are written the moment a result
+is final (input order, except that targets retried at the end of the scan follow the rest),
+each line with a single write() to a file opened for appending, so a crash can cut at most
+the last line short -- which `--resume` removes.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
-from typing import TextIO
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
 
-from .scanner import TargetResult
+import structlog
+
+from .errors import DijkwachtError
+from .scanner import TargetResult, counted
 
 
-async def write_json(results: AsyncIterator[TargetResult], out: TextIO) -> int:
-    """Stream ONE JSON array, one object per target, in input order; return the count."""
-    out.write("[")
+log = structlog.get_logger()
+
+
+class ResumeError(DijkwachtError):
+    pass
+
+
+class _InOrder:
+    """Passes (index, value) pairs on in index order, holding back those that come early."""
+
+    def __init__(self, emit: Callable[[Any], None]) -> None:
+        self._emit = emit
+        self._next = 0
+        self._held: dict[int, Any] = {}
+
+    def add(self, index: int, value: Any) -> None:
+        self._held[index] = value
+        while self._next in self._held:
+            self._emit(self._held.pop(self._next))
+            self._next += 1
+
+    def flush(self) -> None:
+        """Pass on whatever is held, in order, gaps skipped (an interrupted scan)."""
+        for index in sorted(self._held):
+            self._emit(self._held[index])
+        self._held.clear()
+
+
+class Writer:
+    """Where the results of `dijkwacht scan` go: stdout, or `path`."""
+
     count = 0
-    async for result in results:
-        out.write(("\n" if not count else ",\n") + json.dumps(result.to_json(), ensure_ascii=False))
-        count += 1
-    out.write("\n]\n" if count else "]\n")
-    return count
+
+    def write(self, index: int, obj: dict[str, Any], result: TargetResult) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class JsonWriter(Writer):
+    """ONE JSON array, one object per target, in input order. To a file: written beside it
+    and renamed into place when closed, so the file is never half an array."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self._path = path
+        self._partial = f"{path}.partial" if path else None
+        self._out: TextIO = open(self._partial, "w", encoding="utf-8") if self._partial else sys.stdout  # noqa: SIM115
+        self._order = _InOrder(self._put)
+        self._out.write("[")
+
+    def _put(self, obj: dict[str, Any]) -> None:
+        self._out.write(("\n" if not self.count else ",\n") + json.dumps(obj, ensure_ascii=False))
+        self.count += 1
+
+    def write(self, index: int, obj: dict[str, Any], result: TargetResult) -> None:
+        self._order.add(index, obj)
+
+    def close(self) -> None:
+        self._order.flush()
+        self._out.write("\n]\n" if self.count else "]\n")
+        self._out.flush()
+        if self._partial:
+            self._out.close()
+            os.replace(self._partial, self._path)  # type: ignore[arg-type]
+
+
+class JsonLinesWriter(Writer):
+    """One JSON object per line, each written whole and at once (see the module docstring)."""
+
+    def __init__(self, path: str | None = None, *, append: bool = False) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC)
+        self._fd = os.open(path, flags, 0o644) if path else None
+
+    def write(self, index: int, obj: dict[str, Any], result: TargetResult) -> None:
+        line = json.dumps(obj, ensure_ascii=False) + "\n"
+        if self._fd is None:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        else:
+            data = line.encode("utf-8")
+            while data:
+                data = data[os.write(self._fd, data):]
+        self.count += 1
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class TableWriter(Writer):
+    def __init__(self, path: str | None = None, *, ip_data: bool = True, count_inferred: bool = False) -> None:
+        self._path = path
+        self._ip_data = ip_data
+        self._count_inferred = count_inferred
+        self._results: list[TargetResult] = []
+        self._order = _InOrder(self._results.append)
+
+    def write(self, index: int, obj: dict[str, Any], result: TargetResult) -> None:
+        self._order.add(index, result)
+        self.count += 1
+
+    def close(self) -> None:
+        self._order.flush()
+        text = render_table(self._results, ip_data=self._ip_data, count_inferred=self._count_inferred)
+        if self._path:
+            Path(self._path).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+
+
+def read_for_resume(path: str, on_object: Callable[[dict[str, Any]], None]) -> set[str]:
+    """The targets a JSON lines output file already holds (each object passed to `on_object`
+    once). A last line cut short by a crash, or not valid JSON, is removed from the file; any
+    other invalid line is an error naming it."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return set()
+    done: set[str] = set()
+    good = pos = 0
+    number = 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        number += 1
+        if end == -1:
+            break  # no newline: the write of this line never completed
+        line = data[pos:end]
+        if line.strip():
+            try:
+                obj = json.loads(line)
+                target = obj["target"]
+                if not isinstance(target, str):
+                    raise TypeError("target is not a string")
+            except (ValueError, KeyError, TypeError) as exc:
+                if data[end + 1:].strip():
+                    raise ResumeError(f"{path}:{number}: not a scan result ({exc}); cannot resume from this file") from None
+                break
+            if target not in done:
+                done.add(target)
+                on_object(obj)
+        pos = good = end + 1
+    if good < len(data):
+        log.warning("resume.cut_line_removed", file=path, line=number, bytes=len(data) - good)
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return done
 
 
 def _evidence(evidence: Iterable[str]) -> str:
@@ -26,24 +178,25 @@ def _evidence(evidence: Iterable[str]) -> str:
     return text + (f" (+{len(items) - 1} more)" if len(items) > 1 else "")
 
 
-def render_table(results: Iterable[TargetResult], *, ip_data: bool = True) -> str:
-    """A per-target summary an ops engineer can read: one line per dependency, then errors."""
+def render_table(results: Iterable[TargetResult], *, ip_data: bool = True, count_inferred: bool = False) -> str:
+    """A per-target summary an ops engineer can read: one line per dependency, then errors.
+    Inferred dependencies are listed but not counted as foreign unless `count_inferred`."""
     lines = []
-    header = ("CATEGORY", "PROVIDER", "JURIS", "FOREIGN", "CONFIDENCE", "EVIDENCE")
+    header = ("CATEGORY", "ROLE", "PROVIDER", "JURIS", "FOREIGN", "CONFIDENCE", "EVIDENCE")
     totals = {"targets": 0, "foreign": 0, "errors": 0}
     for result in results:
         totals["targets"] += 1
         deps = result.dependencies
-        foreign = sum(d.foreign for d in deps)
+        foreign = sum(d.foreign for d in counted(deps, count_inferred))
         totals["foreign"] += bool(foreign)
         totals["errors"] += bool(result.errors)
         summary = f"{len(deps)} dependencies, {foreign} foreign" + (f", {len(result.errors)} errors" if result.errors else "")
         lines.append(f"{result.target.domain}  ({summary})")
-        rows = [(d.category, d.provider, d.jurisdiction or "?", "yes" if d.foreign else "no", d.confidence, _evidence(d.evidence)) for d in deps]
+        rows = [(d.category, d.role, d.provider, d.jurisdiction or "?", "yes" if d.foreign else "no", d.confidence, _evidence(d.evidence)) for d in deps]
         if rows:
-            widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+            widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(6)]
             for row in [header, *rows]:
-                lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
+                lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:6], widths)) + "  " + row[6])
         for error in result.errors:
             lines.append(f"  ! {error.detector}: {error.message}")
         lines.append("")

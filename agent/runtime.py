@@ -7,7 +7,7 @@ share the same catalog, ranges, DNS engine and detectors (and the same behaviour
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from .dns import DNSEngine
 from .httpprobe import HttpProbe
 from .ipranges import IPRanges, load_ranges
 from .pluginhost import PluginHost, make_plugin_manager
+from .ratelimit import RateChange, log_rate_change
 from .scanner import Scanner, Services
 
 
@@ -68,9 +69,11 @@ def build_runtime(
     *,
     only: Sequence[str] = (),
     dns_stats: Counter[str] | None = None,
+    on_rate_change: Callable[[RateChange], None] | None = None,
 ) -> Runtime:
     """Build engine, probe and scanner. Must be called inside a running event loop."""
-    engine = DNSEngine(agent.nameservers, timeout=agent.dns_timeout, tries=agent.dns_tries, max_inflight=agent.max_inflight, stats=dns_stats)
+    engine = DNSEngine(agent.nameservers, timeout=agent.dns_timeout, tries=agent.dns_tries, max_inflight=agent.max_inflight, stats=dns_stats, max_qps=agent.query_rate)
+    engine.rate_listeners.append(on_rate_change or log_rate_change)
     http = HttpProbe(engine, timeout=agent.http_timeout, allow_private=agent.http_probe_allow_private) if agent.http_probe else None
     settings = detector_settings or {}
     detectors = [cls(settings.get(cls.name)) for cls in data.detector_classes if not only or cls.name in only]

@@ -18,15 +18,22 @@ from typing import Any
 import structlog
 
 from .budget import Budget
-from .catalog import Catalog, is_foreign
-from .detector import CONFIDENCE_RANK, Detector, DetectorContext, Finding, TargetResolver, stronger
-from .dns import DNSEngine
+from .catalog import EMAIL_ROLES, Catalog, is_foreign
+from .detector import CONFIDENCE_RANK, INFERRED, Detector, DetectorContext, Finding, TargetResolver, stronger
+from .dns import TRANSIENT, DNSEngine
 from .ipranges import IPRanges
+from .ratelimit import RateChange
 from .targets import Target
 
 log = structlog.get_logger()
 
 CATEGORY_ORDER = {"email": 0, "video": 1, "cdn": 2, "hosting": 3, "dns": 4}
+
+
+def target_slots(concurrency: int, rate: float | None) -> int:
+    """Targets in flight under a query rate: a target asks about 16 questions, so `rate / 2`
+    targets wait at most about 8 s for their turn -- far inside the detector timeout."""
+    return concurrency if rate is None else max(2, min(concurrency, int(rate / 2)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +46,12 @@ class Dependency:
     evidence: tuple[str, ...]
     confidence: str
     parent: str = ""
+    role: str = ""  # mailbox, gateway, sending, meeting, cdn, hosting, dns, or a plugin's
 
     def to_json(self) -> dict[str, Any]:
         return {
             "category": self.category,
+            "role": self.role,
             "provider": self.provider,
             "name": self.name,
             "jurisdiction": self.jurisdiction,
@@ -51,6 +60,17 @@ class Dependency:
             "confidence": self.confidence,
             "parent": self.parent,
         }
+
+
+def counted(dependencies: Iterable[Dependency], count_inferred: bool = False) -> list[Dependency]:
+    """The dependencies that count in metrics, state and alerts: an inferred one (a guess from
+    another service, such as Meet from Workspace mail) only when the operator asks for it."""
+    return [d for d in dependencies if count_inferred or d.confidence != INFERRED]
+
+
+def _role_rank(role: str) -> int:
+    """Email roles first to last (mailbox, gateway, sending); any other role after them."""
+    return EMAIL_ROLES.index(role) if role in EMAIL_ROLES else len(EMAIL_ROLES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +91,20 @@ class TargetResult:
     scanned: frozenset[str] = frozenset()  # categories that were looked at
     duration: float = 0.0  # seconds
     timings: dict[str, float] = field(default_factory=dict)  # detector -> seconds
+    transient: bool = False  # a lookup timed out, was refused or SERVFAILed: a later try may answer
+    retried: bool = False  # this is the result of a second scan of the target
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "target": self.target.domain,
             "dependencies": [d.to_json() for d in self.dependencies],
             "errors": [e.to_json() for e in self.errors],
         }
+        if self.target.labels:
+            out["labels"] = dict(self.target.labels)
+        if self.retried:
+            out["retried"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -100,27 +127,34 @@ class Classifier:
         self.today = today
 
     def dependencies(self, findings: Iterable[Finding]) -> list[Dependency]:
+        """One dependency per (category, provider). Its role is the first of its findings'
+        roles in EMAIL_ROLES order: Microsoft as mailbox (MX) and as sender (SPF) is one
+        mailbox dependency, so a provider is counted once per category."""
+        catalog = self.catalog
         merged: dict[tuple[str, str], Finding] = {}
         for f in findings:
             key = (f.category, f.provider)
+            role = f.role or catalog.default_role(f.category, f.provider)
             seen = merged.get(key)
             if seen is None:
-                merged[key] = Finding(f.category, f.provider, list(dict.fromkeys(f.evidence)), f.confidence, f.service)
+                merged[key] = Finding(f.category, f.provider, list(dict.fromkeys(f.evidence)), f.confidence, f.service, role)
                 continue
             seen.evidence.extend(e for e in f.evidence if e not in seen.evidence)
             seen.confidence = stronger(seen.confidence, f.confidence)
             seen.service = seen.service or f.service
+            if _role_rank(role) < _role_rank(seen.role):
+                seen.role = role
         day = self.today or dt.date.today()
         out = []
         for f in merged.values():
-            provider = self.catalog.providers.get(f.provider)
+            provider = catalog.providers.get(f.provider)
             if provider is None:
-                out.append(Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence))
+                out.append(Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence, "", f.role))
                 continue
             owner = provider.owner_on(day)
             foreign = is_foreign(owner.jurisdiction, self.home)
             name = f.service or provider.name
-            out.append(Dependency(f.category, f.provider, name, owner.jurisdiction, foreign, tuple(f.evidence), f.confidence, owner.parent))
+            out.append(Dependency(f.category, f.provider, name, owner.jurisdiction, foreign, tuple(f.evidence), f.confidence, owner.parent, f.role))
         out.sort(key=lambda d: (CATEGORY_ORDER.get(d.category, 99), d.category, -CONFIDENCE_RANK.get(d.confidence, 0), d.provider))
         return out
 
@@ -132,26 +166,29 @@ class Scanner:
         self.detector_timeout = detector_timeout
         self.classifier = Classifier(services.catalog, services.home, today)
 
-    async def _run(self, detector: Detector, target: Target, cache: dict) -> tuple[list[Finding], list[str], float]:
+    async def _run(self, detector: Detector, target: Target, cache: dict) -> tuple[list[Finding], list[str], float, bool]:
         services = self.services
         resolver = TargetResolver(services.dns, target.domain, cache)
         ctx = DetectorContext(resolver, services.catalog, services.ip, detector.options, services.http)
         started = time.perf_counter()
         problems: list[str] = []
         findings: list[Finding] = []
+        transient = False
         try:
             async with asyncio.timeout(self.detector_timeout):  # no extra task, unlike wait_for
                 findings = list(await detector.detect(target, ctx))
         except TimeoutError:
             problems.append(f"timed out after {self.detector_timeout:g}s")
+            transient = True
         except Exception as exc:  # a broken detector must never take the scan down
             problems.append(f"{type(exc).__name__}: {exc}")
             log.warning("detector.crashed", detector=detector.name, target=target.domain, error=str(exc))
         for answer in resolver.failures:
+            transient = transient or answer.status in TRANSIENT
             message = answer.describe()
             if message not in problems:
                 problems.append(message)
-        return findings, problems, time.perf_counter() - started
+        return findings, problems, time.perf_counter() - started, transient
 
     async def scan(self, target: Target) -> TargetResult:
         t0 = time.perf_counter()
@@ -162,7 +199,9 @@ class Scanner:
         incomplete: set[str] = set()
         scanned: set[str] = set()
         timings = {}
-        for detector, (found, problems, seconds) in zip(self.detectors, outcomes):
+        transient = False
+        for detector, (found, problems, seconds, passing) in zip(self.detectors, outcomes):
+            transient = transient or passing
             scanned.update(detector.categories)
             timings[detector.name] = seconds
             if problems:
@@ -177,15 +216,24 @@ class Scanner:
             frozenset(scanned),
             time.perf_counter() - t0,
             timings,
+            transient,
         )
 
     async def scan_all(self, targets: Iterable[Target], concurrency: int = 64) -> AsyncIterator[TargetResult]:
         """Scan targets with at most `concurrency` in progress; yield results in input order.
 
         Tasks are created a window ahead of the one being awaited, so one slow target delays
-        only its own place in the output, not the scanning of the others.
+        only its own place in the output, not the scanning of the others. Under a query rate
+        limit the targets in flight follow the rate (target_slots).
         """
-        budget = Budget(concurrency)
+        engine = self.services.dns
+        budget = Budget(target_slots(concurrency, engine.rate))
+
+        def follow(change: RateChange) -> None:
+            budget.resize(target_slots(concurrency, change.rate))
+
+        if engine.rate is not None:
+            engine.rate_listeners.append(follow)
 
         async def bounded(target: Target) -> TargetResult:
             async with budget:
@@ -205,3 +253,5 @@ class Scanner:
         finally:
             for task in window:
                 task.cancel()
+            if follow in engine.rate_listeners:
+                engine.rate_listeners.remove(follow)

@@ -38,6 +38,9 @@ MIX = {
     "dns": [("amazon", "US"), ("transip", "BE"), ("cloudflare", "US")],
 }
 
+# A second email provider is a gateway in front of the first.
+ROLES = {"email": ("mailbox", "gateway"), "video": ("meeting",)}
+
 
 def populate(path: Path, n: int, seed: int = 1) -> tuple[list[str], float]:
     rng = random.Random(seed)
@@ -50,8 +53,9 @@ def populate(path: Path, n: int, seed: int = 1) -> tuple[list[str], float]:
         for category, choices in MIX.items():
             if category in ("cdn", "video") and rng.random() < 0.5:
                 continue
-            for provider, juris in rng.sample(choices, 2 if category == "email" and rng.random() < 0.15 else 1):
-                deps.append(Dependency(category, provider, provider.title(), juris, juris not in EU, (f"evidence for {provider}",), "confirmed", provider))
+            for i, (provider, juris) in enumerate(rng.sample(choices, 2 if category == "email" and rng.random() < 0.15 else 1)):
+                role = ROLES[category][i] if category in ("email", "video") else category
+                deps.append(Dependency(category, provider, provider.title(), juris, juris not in EU, (f"evidence for {provider}",), "confirmed", provider, role))
         store.record(TargetResult(Target(domain), deps, [], frozenset(), frozenset(MIX), duration=0.05), EU)
     seconds = time.perf_counter() - started
     store.close()

@@ -5,14 +5,15 @@ mailbox provider is reported as well as the mailbox provider); an MX host the ca
 know is classified by the IP ranges of its addresses (self-hosted mail on a Leaseweb server
 is a dependency on Leaseweb). A null MX ("0 .") means the domain takes no mail.
 Outbound and tenancy: SPF includes (walked per RFC 7208), DKIM selector records and the
-autodiscover CNAME. Verification TXT tokens (MS=..., google-site-verification=...) are only
+autodiscover CNAME. A newsletter or transactional service in SPF (Mailchimp, SendGrid...) has
+the role `sending`, never `mailbox`; so has a provider whose network SPF allows to send. Verification TXT tokens (MS=..., google-site-verification=...) are only
 added as corroborating evidence, never a dependency by themselves.
 
 The provider-specific DKIM selectors (google._domainkey, hse1._domainkey...) are asked only
 when MX and SPF leave the picture open: an MX host known only by its address, a mail gateway
-(catalog: mail_gateway), SPF naming other providers than MX. When every MX host is a known
-provider and SPF names exactly the same providers they could only add evidence, and across
-thousands of targets they would be a fifth of all queries. The Microsoft 365 tenant records
+(role gateway: the catalog's mail_gateway or the fact's role), SPF naming other providers than
+MX. When every MX host is a known provider and SPF names exactly the same providers they could
+only add evidence, and across thousands of targets they would be a fifth of all queries. The Microsoft 365 tenant records
 (the selector1 and autodiscover CNAMEs) are always asked: a tenant set up before the MX moves
 is the earliest sign of a move.
 """
@@ -51,7 +52,7 @@ class EmailDetector(Detector):
         outbound = await self._spf(domain, ctx)
         findings = inbound + outbound
         providers = {f.provider for f in inbound}
-        gateway = any(ctx.catalog.providers[p].mail_gateway for p in providers if p in ctx.catalog.providers)
+        gateway = any((f.role or ctx.catalog.default_role(CATEGORY, f.provider)) == "gateway" for f in inbound)
         settled = by_name and not gateway and providers == {f.provider for f in outbound}
         # The tenant CNAMEs are always asked: a Microsoft 365 tenant set up while MX and SPF
         # still point at the old provider is the first sign of a move.
@@ -92,8 +93,9 @@ class EmailDetector(Detector):
                 first = str(ipaddress.ip_network(network, strict=False).network_address)
             except ValueError:
                 continue
+            # A network allowed to send says who sends, not where the mailbox is.
             for provider in ctx.ip.lookup(first):
-                found.append(Finding(CATEGORY, provider, [f"SPF {term} (in {provider} IP ranges)"], INDICATED))
+                found.append(Finding(CATEGORY, provider, [f"SPF {term} (in {provider} IP ranges)"], INDICATED, role="sending"))
         return found
 
     async def _tenant_cnames(self, domain: str, ctx: DetectorContext) -> list[Finding]:

@@ -37,3 +37,12 @@ def test_metrics_scrape_benchmark_smoke():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets: 300" in done.stdout and "scrape: median" in done.stdout
+
+
+def test_rules_query_benchmark_smoke():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rules_query.py"), "--targets", "300", "--evaluations", "2", "--repeat", "1", "--interval", "2s"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "targets: 300" in done.stdout and "dijkwacht.rules" in done.stdout and "the whole overview" in done.stdout

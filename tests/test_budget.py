@@ -47,3 +47,23 @@ async def test_slot_handed_over_during_cancellation_is_returned():
     waiter.cancel()  # ...which is cancelled before it runs
     await asyncio.gather(waiter, return_exceptions=True)
     assert budget._free == 1
+
+
+async def test_resize_wakes_waiters_or_shrinks_as_slots_return():
+    budget = Budget(1)
+    await budget.acquire()
+    waiters = [asyncio.ensure_future(budget.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)
+    budget.resize(3)  # two more slots: two waiters run at once
+    await asyncio.sleep(0)
+    assert [w.done() for w in waiters] == [True, True, False]
+    budget.resize(1)  # three in use, one allowed: the next two releases retire their slots
+    budget.release()
+    budget.release()
+    await asyncio.sleep(0)
+    assert not waiters[2].done()
+    budget.release()  # the third release hands its slot on
+    await asyncio.sleep(0)
+    assert waiters[2].done()
+    budget.release()
+    assert budget._free == 1 and not budget._waiters

@@ -155,3 +155,18 @@ def test_bad_catalog_files_name_file_line_and_key(tmp_path, text, message):
     if line:
         expected = f"{path}:{line.group(1)}: {line.group(2)}"
     assert expected in str(info.value)
+
+
+def test_fact_roles_and_asn_values_are_validated(tmp_path):
+    head = '[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.facts]]\n'
+    path = write(tmp_path, head + 'kind = "spf"\ncategory = "email"\nvalue = "x.example"\nrole = "Sending!"\nsource = "s"\n')
+    with pytest.raises(ConfigError, match="providers.x.facts.role: must be a lowercase slug"):
+        load_catalog([path])
+    path = write(tmp_path, head + 'kind = "asn"\ncategory = "hosting"\nvalue = "AS1136"\nsource = "s"\n')
+    with pytest.raises(ConfigError, match="'as1136' is not an AS number"):
+        load_catalog([path])
+    path = write(tmp_path, head + 'kind = "spf"\ncategory = "email"\nvalue = "x.example"\nrole = "sending"\nsource = "s"\n')
+    catalog = load_catalog([path])
+    assert [f.role for f in catalog.match_host("spf", "x.example")] == ["sending"]
+    assert catalog.default_role("email", "x") == "mailbox" and catalog.default_role("email", "proofpoint") == "gateway"
+    assert catalog.default_role("video", "x") == "meeting" and catalog.default_role("identity", "x") == "identity"

@@ -87,7 +87,7 @@ async def test_metrics_show_dependencies_after_first_pass(running):
         assert response.status == 200
     async with http.get(f"{base}/metrics") as response:
         text = await response.text()
-    assert 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",target="ziekenhuis.nl"} 1.0' in text
+    assert 'dijkwacht_dependency_info{category="email",confidence="confirmed",foreign="true",jurisdiction="US",provider="microsoft",role="mailbox",target="ziekenhuis.nl"} 1.0' in text
     assert 'dijkwacht_foreign_dependencies{category="email",target="gemeente.nl"} 0.0' in text
     assert 'dijkwacht_foreign_dependencies{category="email",target="ziekenhuis.nl"} 1.0' in text
     assert 'dijkwacht_target_info{owner="team-b",sector="hospital",target="ziekenhuis.nl"} 1.0' in text
@@ -98,6 +98,13 @@ async def test_metrics_show_dependencies_after_first_pass(running):
     assert "dijkwacht_scan_duration_seconds_count" in text
     assert 'dijkwacht_build_info{python_version=' in text
     assert "dijkwacht_targets 2.0" in text
+    assert "dijkwacht_scan_interval_seconds 1.0" in text and "dijkwacht_scan_confirmations 2.0" in text
+    assert "process_resident_memory_bytes" in text and "python_info{" in text
+    assert "_created" not in text
+    # Every (category, kind, reason) change counter exists before any change, so increase() sees the first.
+    assert 'dijkwacht_dependency_changes_total{category="email",kind="home_to_foreign",reason="dns"} 0.0' in text
+    assert 'dijkwacht_dependency_changes_total{category="dns",kind="other",reason="ownership"} 0.0' in text
+    assert 'dijkwacht_dns_queries_total{result="timeout"} 0.0' in text
     assert "Results are cached from the last scan" in text
     async with http.get(f"{base}/-/healthy") as response:
         assert response.status == 200
@@ -110,8 +117,11 @@ async def test_probe_scans_one_domain_on_demand(running):
     async with http.get(f"{base}/probe", params={"target": "ZIEKENHUIS.nl."}) as response:
         assert response.status == 200
         text = await response.text()
-    assert 'dijkwacht_dependency_info{category="email",foreign="true",jurisdiction="US",provider="microsoft",target="ziekenhuis.nl"} 1.0' in text
+    assert 'dijkwacht_probe_dependency_info{category="email",confidence="confirmed",foreign="true",jurisdiction="US",provider="microsoft",role="mailbox",target="ziekenhuis.nl"} 1.0' in text
     assert "dijkwacht_probe_success 1.0" in text
+    # Nothing a probe answers can be mistaken for the agent's own series in a shared Prometheus.
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
+    assert names and all(n.startswith("dijkwacht_probe_") for n in names), names
     async with http.get(f"{base}/probe", params={"target": "not a domain"}) as response:
         assert response.status == 400
 
@@ -144,8 +154,9 @@ async def test_zone_change_is_confirmed_then_shown(running):
     await wait_for(lambda: ("gemeente.nl", "email") in daemon.snapshot.last_changes, timeout=15)
     async with http.get(f"{base}/metrics") as response:
         text = await response.text()
-    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="BE",from_provider="transip",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
-    assert 'dijkwacht_dependency_changes_total{category="email",from_jurisdiction="BE",reason="dns",to_foreign="true",to_jurisdiction="US"} 1.0' in text
+    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="BE",from_provider="transip",kind="home_to_foreign",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
+    assert 'dijkwacht_dependency_changes_total{category="email",kind="home_to_foreign",reason="dns"} 1.0' in text
+    assert 'dijkwacht_dependency_changes_total{category="email",kind="foreign_to_foreign",reason="dns"} 0.0' in text
 
 
 async def test_shutdown_is_quick_with_scans_in_flight(dns_server, tmp_path):

@@ -23,6 +23,10 @@ FACT_KINDS = frozenset({"mx", "cname", "srv", "ns", "spf", "txt", "dkim", "http_
 HOST_KINDS = frozenset({"mx", "cname", "srv", "ns", "spf", "ptr"})
 CONFIDENCES = ("confirmed", "indicated", "inferred")
 STATUSES = frozenset({"announced", "completed", "prohibited"})
+# What part a provider plays for a domain. Email has three; a merged dependency keeps the first
+# of EMAIL_ROLES it was found in (a mailbox provider also sends; a gateway also relays).
+EMAIL_ROLES = ("mailbox", "gateway", "sending")
+_CATEGORY_ROLE = {"video": "meeting", "cdn": "cdn", "hosting": "hosting", "dns": "dns"}
 _DEFAULT_CONFIDENCE = {"spf": "indicated", "txt": "indicated", "dkim": "indicated"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ISO = re.compile(r"^[A-Z]{2}$")
@@ -42,6 +46,7 @@ class Fact:
     source: str
     service: str = ""
     confidence: str = "confirmed"
+    role: str = ""  # empty: the provider's default role in the category (Catalog.default_role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class Provider:
     parent: str
     jurisdiction: str
     source: str
+    control: str = ""  # how the parent controls the operator (docs/catalog.md, the ownership rule)
     ip_role: str = "hosting"
     mail_gateway: bool = False  # a filtering service in front of someone's mailbox provider
     note: str = ""
@@ -173,6 +179,14 @@ class Catalog:
                 found.append((fact, f"{name}: {value}"))
         return found
 
+    def default_role(self, category: str, provider_id: str) -> str:
+        """The role of a finding that names none: email by the provider's kind (a gateway,
+        else a mailbox), video `meeting`, any other category its own name (cdn, hosting, dns)."""
+        if category == "email":
+            provider = self.providers.get(provider_id)
+            return "gateway" if provider is not None and provider.mail_gateway else "mailbox"
+        return _CATEGORY_ROLE.get(category, category)
+
     def owner(self, provider_id: str, day: dt.date | None = None) -> Owner | None:
         provider = self.providers.get(provider_id)
         return provider.owner_on(day or dt.date.today()) if provider else None
@@ -189,8 +203,8 @@ class _Raw:
     first: tuple[str, str] = ("<catalog>", "")  # (path, text) of the file that first named it
 
 
-_PROVIDER_KEYS = {"name", "operator", "parent", "jurisdiction", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
-_FACT_KEYS = {"kind", "category", "value", "service", "confidence", "source"}
+_PROVIDER_KEYS = {"name", "operator", "parent", "jurisdiction", "control", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
+_FACT_KEYS = {"kind", "category", "value", "service", "confidence", "source", "role"}
 _OWNERSHIP_KEYS = {"parent", "jurisdiction", "status", "effective", "source", "note"}
 
 
@@ -289,7 +303,12 @@ def _build(pid: str, raw: _Raw) -> Provider:
         confidence = entry.get("confidence", _DEFAULT_CONFIDENCE.get(kind, "confirmed"))
         if confidence not in CONFIDENCES:
             raise _error(path, text, ftable, "confidence", f"must be one of {list(CONFIDENCES)}", i)
+        role = entry.get("role", "")
+        if role != "" and not (isinstance(role, str) and _ID.match(role)):
+            raise _error(path, text, ftable, "role", "must be a lowercase slug such as mailbox, gateway or sending", i)
         value = entry["value"] if kind in ("txt", "http_header") else entry["value"].lower().rstrip(".")
+        if kind == "asn" and not (value.isascii() and value.isdigit()):
+            raise _error(path, text, ftable, "value", f"'{value}' is not an AS number (digits only)", i)
         pattern = value[3:] if value.startswith("re:") else value if kind == "txt" else None
         if pattern is not None:
             try:
@@ -297,7 +316,7 @@ def _build(pid: str, raw: _Raw) -> Provider:
             except re.error as exc:
                 raise _error(path, text, ftable, "value", f"invalid regular expression: {exc}", i) from exc
         facts.append(
-            Fact(pid, kind, entry["category"], value, entry["source"], entry.get("service", ""), confidence)
+            Fact(pid, kind, entry["category"], value, entry["source"], entry.get("service", ""), confidence, role)
         )
 
     ownership = []
@@ -322,6 +341,7 @@ def _build(pid: str, raw: _Raw) -> Provider:
         parent=data.get("parent", data.get("operator", data["name"])),
         jurisdiction=jurisdiction,
         source=data["source"],
+        control=data.get("control", ""),
         ip_role=ip_role,
         mail_gateway=data.get("mail_gateway", False),
         note=data.get("note", ""),

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import structlog
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -20,15 +20,25 @@ from ..budget import Budget
 from ..config import Config
 from ..errors import DijkwachtError, one_line
 from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
-from ..scanner import TargetResult
+from ..scanner import Dependency, TargetResult, counted
 from ..targets import Target
-from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView
+from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView, change_kind
 from .schedule import Schedule, next_due
 from .state import Change, StateStore
 
 log = structlog.get_logger()
 
-DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+def _newest_mtime(paths) -> float:
+    times = []
+    for path in paths:
+        try:
+            times.append(Path(path).stat().st_mtime)
+        except OSError:  # e.g. the built-in catalog inside a zipped package
+            continue
+    return max(times, default=0.0)
+
+
 PROBE_TIMEOUT = 60.0
 PROBE_QUEUE = 4  # probes that may wait for a slot, per slot; more are turned away at once
 
@@ -66,10 +76,9 @@ class Daemon:
         self.snapshot = Snapshot()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StateCollector(self.snapshot))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.per_target = TargetRenderer(self.snapshot)
-        self.scan_duration = Histogram(
-            "dijkwacht_scan_duration_seconds", "Duration of one target scan (all detectors).", registry=self.registry, buckets=DURATION_BUCKETS
-        )
         self.faults = Faults()
         self.registry.register(self.faults)
         self.dns_stats: Counter[str] = self.snapshot.dns_queries
@@ -104,7 +113,7 @@ class Daemon:
         """Load everything or fail (at start an invalid config is fatal), then start scanning."""
         config, data = load_config_with_plugins(self.config_path)
         daemon = config.daemon
-        self.state = StateStore(daemon.state_path, daemon.confirmations, on_corrupt=daemon.on_corrupt_state)
+        self.state = StateStore(daemon.state_path, daemon.confirmations, config.agent.count_inferred, on_corrupt=daemon.on_corrupt_state)
         try:
             if self.state.moved_aside:
                 log.warning("state.corrupt_moved_aside", message=f"state database is corrupt: moved aside to {self.state.moved_aside}, starting a new history", state=daemon.state_path)
@@ -179,11 +188,14 @@ class Daemon:
             raise
         targets = {t.domain: t for t in config.targets}
         removed = [d for d in self.snapshot.views if d not in targets]
+        counting = self.state.count_inferred
+        self.state.count_inferred = config.agent.count_inferred
         try:
             # Parent changes first: no scan with the new catalog may absorb one silently.
             owned = self.state.apply_ownership(data.catalog, home, now=now)
             self.state.forget(removed)
         except BaseException:
+            self.state.count_inferred = counting
             self._background(runtime.close())
             self._background(probe_runtime.close())
             raise
@@ -193,6 +205,7 @@ class Daemon:
         self.state.confirmations = config.daemon.confirmations
         self._budget = Budget(config.agent.concurrency)  # scans in flight finish on the old one
         self._probe_budget = Budget(config.daemon.probe_concurrency)
+        self.snapshot.home = home  # the kind of each change below is judged against it
         for change in owned:
             self._changed(change)
         self.targets = targets
@@ -206,7 +219,7 @@ class Daemon:
         views = {}
         for domain, target in self.targets.items():
             record = scans.get(domain)
-            deps = {c: [] for c in baselined.get(domain, ())} | stored.get(domain, {})
+            deps = {c: [] for c in baselined.get(domain, ())} | self._counted(stored.get(domain, {}))
             views[domain] = TargetView(domain, dict(target.labels), deps, record.last_success if record else None, dict(record.errors) if record else {}, record is not None)
             if domain not in self.schedule and domain not in self._inflight:
                 due = now if record is None else max(next_due(domain, record.last_attempt, interval), next_due(domain, now - interval / 2, interval))
@@ -216,8 +229,12 @@ class Daemon:
         s.label_keys = tuple(sorted({k for t in self.targets.values() for k in t.labels}))
         s.home = home
         s.detectors = tuple(d.name for d in self.runtime.detectors)
+        s.categories = tuple(sorted({c for d in self.runtime.detectors for c in d.categories}))
+        s.interval = interval
+        s.confirmations = config.daemon.confirmations
         s.last_changes = {k: c for k, c in self.state.last_changes().items() if k[0] in self.targets}
         s.catalog_loaded = now
+        s.catalog_updated = _newest_mtime(data.catalog.sources)
         s.catalog_providers = len(data.catalog.providers)
         s.range_files = data.ranges.files
         s.reload_ok = True
@@ -312,7 +329,7 @@ class Daemon:
         assert self.state is not None
         now = self.clock()
         domain = result.target.domain
-        self.scan_duration.observe(result.duration)
+        self.snapshot.observe_duration(result.duration)
         try:
             changes = self.state.record(result, self.snapshot.home, now=now)
         except sqlite3.Error as exc:
@@ -331,7 +348,7 @@ class Daemon:
         # Categories known so far, plus those this scan completed; a category whose lookups
         # failed before it ever had a baseline stays absent (unknown), not "0 foreign".
         known = {c: [] for c in (*view.deps, *(result.scanned - result.incomplete))}
-        view.deps = known | self.state.stored(domain)
+        view.deps = known | self._counted(self.state.stored(domain))
         view.errors = dict(errors)
         view.scanned = True
         if not result.errors:
@@ -369,13 +386,18 @@ class Daemon:
         finally:
             self._probes_waiting -= 1
 
+    def _counted(self, deps: dict[str, list[Dependency]]) -> dict[str, list[Dependency]]:
+        """The stored dependencies the metrics show: inferred ones only with `count_inferred`."""
+        assert self.config is not None
+        return {category: counted(found, self.config.agent.count_inferred) for category, found in deps.items()}
+
     def metrics(self) -> bytes:
         """The /metrics page: per-target families, then the agent-wide ones."""
         return self.per_target.render() + generate_latest(self.registry)
 
     def _changed(self, change: Change) -> None:
-        key = (change.category, change.from_jurisdiction, change.to_jurisdiction, str(change.to_foreign).lower(), change.reason)
-        self.snapshot.changes_total[key] += 1
+        kind = change_kind(change, self.snapshot.home)
+        self.snapshot.changes_total[(change.category, kind, change.reason)] += 1
         self.snapshot.last_changes[(change.target, change.category)] = change
         log.warning(
             "dependency.changed",
@@ -386,4 +408,5 @@ class Daemon:
             to_providers=",".join(change.to_providers),
             to_jurisdiction=change.to_jurisdiction,
             to_foreign=change.to_foreign,
+            kind=kind,
         )

@@ -13,16 +13,39 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..catalog import is_foreign
+from ..dns import STATUSES
 from ..ipranges import RangeFile
 from ..scanner import Dependency
 from .state import Change
 
 CACHED = " Results are cached from the last scan of each target, not measured at scrape time."
+
+# How a confirmed change moved a (target, category) relative to the home jurisdictions. Bounded,
+# so every (category, kind, reason) counter series exists from the start and increase() sees
+# the first change.
+KINDS = ("home_to_foreign", "foreign_to_foreign", "foreign_to_home", "other")
+REASONS = ("dns", "ownership")
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def change_kind(change: Change, home: frozenset[str]) -> str:
+    """home_to_foreign: a foreign provider came in where none was, or took a home one's place;
+    foreign_to_foreign: a foreign provider came in next to or instead of another foreign one;
+    foreign_to_home: nothing foreign is left; other: anything else (e.g. home to home)."""
+    before = {j for j in change.from_jurisdiction.split(",") if j}
+    after = {j for j in change.to_jurisdiction.split(",") if j}
+    was_foreign = any(is_foreign(j, home) for j in before)
+    if change.to_foreign:
+        home_lost = any(not is_foreign(j, home) for j in before - after)
+        return "home_to_foreign" if not was_foreign or home_lost else "foreign_to_foreign"
+    if was_foreign and not any(is_foreign(j, home) for j in after):
+        return "foreign_to_home"
+    return "other"
 
 
 @dataclass
@@ -47,16 +70,17 @@ def target_info_family(views: Iterable[TargetView], label_keys: Iterable[str]) -
     return family
 
 
-def dependency_families(views: Iterable[TargetView], home: frozenset[str], detectors: Iterable[str]) -> Iterator[Metric]:
-    """Per-target families shared by /metrics and /probe."""
+def dependency_families(views: Iterable[TargetView], home: frozenset[str], detectors: Iterable[str], prefix: str = "dijkwacht_") -> Iterator[Metric]:
+    """Per-target families. /probe renders them under its own prefix, so that a Prometheus
+    scraping both /metrics and /probe never mixes an on-demand scan into the agent's figures."""
     info = GaugeMetricFamily(
-        "dijkwacht_dependency_info",
-        "1 for each current dependency of a target on a provider, with the provider's ultimate parent's jurisdiction." + CACHED,
-        labels=["target", "category", "provider", "jurisdiction", "foreign"],
+        prefix + "dependency_info",
+        "1 for each current dependency of a target on a provider, with its role and the provider's ultimate parent's jurisdiction." + CACHED,
+        labels=["target", "category", "role", "provider", "jurisdiction", "foreign", "confidence"],
     )
-    foreign = GaugeMetricFamily("dijkwacht_foreign_dependencies", "Number of current foreign dependencies per target and category." + CACHED, labels=["target", "category"])
-    success = GaugeMetricFamily("dijkwacht_last_successful_scan_timestamp_seconds", "Unix time of the last scan of the target that had no errors.", labels=["target"])
-    errors = GaugeMetricFamily("dijkwacht_scan_errors", "Errors in the latest scan of the target, per detector (0 when fine).", labels=["target", "detector"])
+    foreign = GaugeMetricFamily(prefix + "foreign_dependencies", "Number of current foreign dependencies per target and category." + CACHED, labels=["target", "category"])
+    success = GaugeMetricFamily(prefix + "last_successful_scan_timestamp_seconds", "Unix time of the last scan of the target that had no errors.", labels=["target"])
+    errors = GaugeMetricFamily(prefix + "scan_errors", "Errors in the latest scan of the target, per detector (0 when fine).", labels=["target", "detector"])
     detectors = tuple(detectors)
     for view in views:
         domain = view.domain
@@ -65,7 +89,7 @@ def dependency_families(views: Iterable[TargetView], home: frozenset[str], detec
             for dep in deps:
                 foreign_dep = is_foreign(dep.jurisdiction, home)
                 count += foreign_dep
-                info.add_metric([domain, category, dep.provider, dep.jurisdiction, "true" if foreign_dep else "false"], 1)
+                info.add_metric([domain, category, dep.role, dep.provider, dep.jurisdiction, "true" if foreign_dep else "false", dep.confidence], 1)
             foreign.add_metric([domain, category], count)
         if view.last_success is not None:
             success.add_metric([domain], view.last_success)
@@ -83,15 +107,30 @@ class Snapshot:
     label_keys: tuple[str, ...] = ()
     home: frozenset[str] = frozenset()
     detectors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    interval: float = 0.0
+    confirmations: int = 0
     last_changes: dict[tuple[str, str], Change] = field(default_factory=dict)
-    changes_total: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
+    changes_total: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (category, kind, reason)
+    durations: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))  # observations per bucket
+    durations_sum: float = 0.0
+    durations_count: int = 0
     dns_queries: Counter[str] = field(default_factory=Counter)
     detector_errors: Counter[str] = field(default_factory=Counter)
     catalog_loaded: float = 0.0
+    catalog_updated: float = 0.0
     catalog_providers: int = 0
     range_files: tuple[RangeFile, ...] = ()
     reload_ok: bool = True
     reload_success_time: float = 0.0
+
+    def observe_duration(self, seconds: float) -> None:
+        for i, bound in enumerate(DURATION_BUCKETS):
+            if seconds <= bound:
+                self.durations[i] += 1
+                break
+        self.durations_sum += seconds
+        self.durations_count += 1
 
 
 class StateCollector(Collector):
@@ -106,35 +145,50 @@ class StateCollector(Collector):
         build.add_metric([__version__, platform.python_version()], 1)
         yield build
         yield GaugeMetricFamily("dijkwacht_targets", "Number of configured targets.", value=len(s.views))
+        yield GaugeMetricFamily("dijkwacht_scan_interval_seconds", "Configured time between two scans of a target ([daemon] interval).", value=s.interval)
+        yield GaugeMetricFamily("dijkwacht_scan_confirmations", "Consecutive agreeing scans needed to confirm a change ([daemon] confirmations).", value=s.confirmations)
 
         last = GaugeMetricFamily(
             "dijkwacht_dependency_last_change_timestamp_seconds",
             "Unix time of the last confirmed dependency change per target and category; labels describe it. From the persisted history.",
-            labels=["target", "category", "from_provider", "to_provider", "from_jurisdiction", "to_jurisdiction", "to_foreign", "reason"],
+            labels=["target", "category", "from_provider", "to_provider", "from_jurisdiction", "to_jurisdiction", "to_foreign", "kind", "reason"],
         )
         for (target, category), c in s.last_changes.items():
             if target in s.views:
                 last.add_metric(
-                    [target, category, ",".join(c.from_providers), ",".join(c.to_providers), c.from_jurisdiction, c.to_jurisdiction, str(c.to_foreign).lower(), c.reason],
+                    [target, category, ",".join(c.from_providers), ",".join(c.to_providers), c.from_jurisdiction, c.to_jurisdiction,
+                     str(c.to_foreign).lower(), change_kind(c, s.home), c.reason],
                     c.at,
                 )
         yield last
         changes = CounterMetricFamily(
-            "dijkwacht_dependency_changes", "Confirmed dependency changes since the agent started.",
-            labels=["category", "from_jurisdiction", "to_jurisdiction", "to_foreign", "reason"],
+            "dijkwacht_dependency_changes", "Confirmed dependency changes since the agent started, by category, kind and reason.",
+            labels=["category", "kind", "reason"],
         )
-        for labels, count in sorted(s.changes_total.items()):
-            changes.add_metric(list(labels), count)
+        categories = sorted({*s.categories, *(c for c, _, _ in s.changes_total)})
+        for category in categories:
+            for kind in KINDS:
+                for reason in REASONS:
+                    changes.add_metric([category, kind, reason], s.changes_total.get((category, kind, reason), 0))
         yield changes
+        cumulative, buckets = 0, []
+        for bound, count in zip(DURATION_BUCKETS, s.durations):
+            cumulative += count
+            buckets.append((str(float(bound)), cumulative))
+        buckets.append(("+Inf", s.durations_count))
+        yield HistogramMetricFamily("dijkwacht_scan_duration_seconds", "Duration of one target scan (all detectors).", buckets=buckets, sum_value=s.durations_sum)
         queries = CounterMetricFamily("dijkwacht_dns_queries", "DNS queries sent, by result class.", labels=["result"])
-        for result, count in sorted(s.dns_queries.items()):
-            queries.add_metric([result], count)
+        # Every class from the start: the first failures must show in rate(), and the failure
+        # share needs its numerator before the first failure.
+        for result in sorted({*STATUSES, *s.dns_queries}):
+            queries.add_metric([result], s.dns_queries.get(result, 0))
         yield queries
         detector_errors = CounterMetricFamily("dijkwacht_detector_errors", "Errors reported by detectors since start.", labels=["detector"])
         for detector in s.detectors:
             detector_errors.add_metric([detector], s.detector_errors.get(detector, 0))
         yield detector_errors
         yield GaugeMetricFamily("dijkwacht_catalog_loaded_timestamp_seconds", "Unix time the provider catalog was last loaded.", value=s.catalog_loaded)
+        yield GaugeMetricFamily("dijkwacht_catalog_updated_timestamp_seconds", "Modification time of the newest loaded catalog file.", value=s.catalog_updated)
         yield GaugeMetricFamily("dijkwacht_catalog_providers", "Number of providers in the loaded catalog.", value=s.catalog_providers)
         updated = GaugeMetricFamily("dijkwacht_ip_ranges_updated_timestamp_seconds", "Unix time the provider's IP range file was last refreshed.", labels=["provider"])
         prefixes = GaugeMetricFamily("dijkwacht_ip_ranges_prefixes", "IP prefixes loaded for the provider.", labels=["provider"])
@@ -148,7 +202,7 @@ class StateCollector(Collector):
 
 
 class ProbeCollector(Collector):
-    """Metrics of one on-demand scan, for /probe."""
+    """Metrics of one on-demand scan, for /probe: all named dijkwacht_probe_*."""
 
     def __init__(self, view: TargetView, home: frozenset[str], detectors: Iterable[str], duration: float) -> None:
         self.view, self.home, self.detectors, self.duration = view, home, tuple(detectors), duration
@@ -156,7 +210,9 @@ class ProbeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("dijkwacht_probe_success", "1 if the scan had no errors.", value=int(not any(self.view.errors.values())))
         yield GaugeMetricFamily("dijkwacht_probe_duration_seconds", "How long the scan took.", value=self.duration)
-        yield from dependency_families([self.view], self.home, self.detectors)
+        for family in dependency_families([self.view], self.home, self.detectors, prefix="dijkwacht_probe_"):
+            if family.name != "dijkwacht_probe_last_successful_scan_timestamp_seconds":  # that is now, by definition
+                yield family
 
 
 class _Once(Collector):

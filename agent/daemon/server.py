@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .. import __version__
+from ..scanner import counted
 from ..targets import InvalidTarget, normalise_domain
 from .agent import Daemon, ProbeRefused, describe
 from .metrics import ProbeCollector, TargetView
@@ -72,7 +73,8 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
         for error in result.errors:
             errors[error.detector] = errors.get(error.detector, 0) + 1
         deps: dict = {c: [] for c in result.scanned}
-        for dep in result.dependencies:
+        assert daemon.config is not None
+        for dep in counted(result.dependencies, daemon.config.agent.count_inferred):
             deps.setdefault(dep.category, []).append(dep)
         view = TargetView(domain, {}, deps, time.time() if not result.errors else None, errors, True)
         registry = CollectorRegistry(auto_describe=False)

@@ -23,12 +23,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..catalog import Catalog, is_foreign
 from ..errors import DijkwachtError, one_line
-from ..scanner import Dependency, TargetResult
+from ..scanner import Dependency, TargetResult, counted
 
 APPLICATION_ID = 0x646B7763  # "dkwc" in the SQLite header: this file is a dijkwacht state
 TABLES = frozenset({"dependencies", "baselines", "pending", "changes", "scans"})
@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS dependencies (
     target TEXT NOT NULL, category TEXT NOT NULL, provider TEXT NOT NULL,
     name TEXT NOT NULL, jurisdiction TEXT NOT NULL, parent TEXT NOT NULL,
     confidence TEXT NOT NULL, evidence TEXT NOT NULL, since REAL NOT NULL,
+    role TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (target, category, provider)
 );
 CREATE TABLE IF NOT EXISTS baselines (
@@ -119,6 +120,14 @@ def _ownership_change(target: str, category: str, before: list[Dependency], afte
     )
 
 
+_DEPENDENCY_COLUMNS = "category, provider, name, jurisdiction, parent, confidence, evidence, role"
+
+
+def _dependency(row: tuple) -> Dependency:
+    category, provider, name, juris, parent, confidence, evidence, role = row
+    return Dependency(category, provider, name, juris, False, tuple(json.loads(evidence)), confidence, parent, role)
+
+
 def _rollback(db: sqlite3.Connection) -> None:
     """Undo a failed write. SQLite may have rolled back already (SQLITE_FULL does): then there
     is nothing to undo, and the original error is the one worth reporting."""
@@ -169,11 +178,15 @@ def db_path(db: sqlite3.Connection) -> str:
 
 
 class StateStore:
-    def __init__(self, path: Path | str, confirmations: int = 2, *, on_corrupt: str = "refuse", readonly: bool = False) -> None:
+    """`count_inferred`: whether inferred dependencies take part in change detection. They are
+    stored either way, so switching the setting never looks like a move."""
+
+    def __init__(self, path: Path | str, confirmations: int = 2, count_inferred: bool = False, *, on_corrupt: str = "refuse", readonly: bool = False) -> None:
         """Open (or create) the state. `on_corrupt` is "refuse" or "move-aside"; `readonly`
         (for `history`) neither locks, creates nor writes."""
         self.path = str(path)
         self.confirmations = confirmations
+        self.count_inferred = count_inferred
         self.moved_aside = ""  # where a damaged database was moved, if it was
         self._lock_fd: int | None = None
         if self.path == ":memory:":
@@ -284,6 +297,9 @@ class StateStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)  # an older state gains tables added since
+            columns = {row[1] for row in db.execute("PRAGMA table_info(dependencies)")}
+            if "role" not in columns:  # a database written before dependencies had roles
+                db.execute("ALTER TABLE dependencies ADD COLUMN role TEXT NOT NULL DEFAULT ''")
             if db.execute("PRAGMA application_id").fetchone()[0] == 0:
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         except BaseException:
@@ -314,11 +330,9 @@ class StateStore:
     def dependencies(self) -> dict[str, dict[str, list[Dependency]]]:
         """target -> category -> confirmed dependencies. `foreign` is recomputed by the reader."""
         out: dict[str, dict[str, list[Dependency]]] = {}
-        for target, category, provider, name, juris, parent, confidence, evidence, _ in self.db.execute(
-            "SELECT * FROM dependencies ORDER BY target, category, provider"
-        ):
-            dep = Dependency(category, provider, name, juris, False, tuple(json.loads(evidence)), confidence, parent)
-            out.setdefault(target, {}).setdefault(category, []).append(dep)
+        for target, *row in self.db.execute(f"SELECT target, {_DEPENDENCY_COLUMNS} FROM dependencies ORDER BY target, category, provider"):
+            dep = _dependency(tuple(row))
+            out.setdefault(target, {}).setdefault(dep.category, []).append(dep)
         return out
 
     def baselined(self) -> dict[str, set[str]]:
@@ -374,12 +388,13 @@ class StateStore:
             for category, deps in by_category.items():
                 if category in result.incomplete:
                     continue  # unknown is not absence: neither a move nor a vote for one
+                all_deps, deps = deps, counted(deps, self.count_inferred)
                 new = tuple(sorted(d.provider for d in deps))
-                old_deps = stored.get(category, [])
+                old_deps = counted(stored.get(category, []), self.count_inferred)
                 old = tuple(sorted(d.provider for d in old_deps))
                 if category not in baselined:
                     db.execute("INSERT INTO baselines VALUES (?, ?, ?)", (target, category, now))
-                    self._replace(target, category, deps, now)
+                    self._replace(target, category, all_deps, now)
                     continue
                 if new == old:
                     db.execute("DELETE FROM pending WHERE target = ? AND category = ?", (target, category))
@@ -387,7 +402,7 @@ class StateStore:
                     change = _ownership_change(target, category, old_deps, deps, home, now)
                     if change is not None:
                         changes.append(self._insert_change(change))
-                    self._replace(target, category, deps, now)
+                    self._replace(target, category, all_deps, now)
                     continue
                 row = db.execute("SELECT providers, count FROM pending WHERE target = ? AND category = ?", (target, category)).fetchone()
                 count = row[1] + 1 if row and tuple(json.loads(row[0])) == new else 1
@@ -402,7 +417,7 @@ class StateStore:
                     tuple(e for d in deps for e in d.evidence[:3]) or (f"no {category} dependency found",),
                 )
                 changes.append(self._insert_change(change))
-                self._replace(target, category, deps, now)
+                self._replace(target, category, all_deps, now)
             ok = not result.errors
             db.execute(
                 "INSERT INTO scans VALUES (?, ?, ?, ?, ?) ON CONFLICT(target) DO UPDATE SET last_attempt = excluded.last_attempt, "
@@ -435,12 +450,8 @@ class StateStore:
                 f"SELECT DISTINCT target, category FROM dependencies WHERE provider IN ({','.join('?' * len(moved))})", list(moved)
             ).fetchall()
             for target, category in rows:
-                before = self.stored(target).get(category, [])
-                after = [
-                    Dependency(d.category, d.provider, d.name, moved[d.provider][0], False, d.evidence, d.confidence, moved[d.provider][1])
-                    if d.provider in moved else d
-                    for d in before
-                ]
+                before = counted(self.stored(target).get(category, []), self.count_inferred)
+                after = [replace(d, jurisdiction=moved[d.provider][0], parent=moved[d.provider][1]) if d.provider in moved else d for d in before]
                 change = _ownership_change(target, category, before, after, home, now)
                 if change is not None:
                     changes.append(self._insert_change(change))
@@ -471,10 +482,9 @@ class StateStore:
 
     def stored(self, target: str) -> dict[str, list[Dependency]]:
         out: dict[str, list[Dependency]] = {}
-        for category, provider, name, juris, parent, confidence, evidence in self.db.execute(
-            "SELECT category, provider, name, jurisdiction, parent, confidence, evidence FROM dependencies WHERE target = ?", (target,)
-        ):
-            out.setdefault(category, []).append(Dependency(category, provider, name, juris, False, tuple(json.loads(evidence)), confidence, parent))
+        for row in self.db.execute(f"SELECT {_DEPENDENCY_COLUMNS} FROM dependencies WHERE target = ?", (target,)):
+            dep = _dependency(row)
+            out.setdefault(dep.category, []).append(dep)
         return out
 
     def _replace(self, target: str, category: str, deps: list[Dependency], now: float) -> None:
@@ -482,9 +492,9 @@ class StateStore:
         since = {p: s for p, s in self.db.execute("SELECT provider, since FROM dependencies WHERE target = ? AND category = ?", (target, category))}
         self.db.execute("DELETE FROM dependencies WHERE target = ? AND category = ?", (target, category))
         self.db.executemany(
-            "INSERT INTO dependencies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO dependencies (target, since, {_DEPENDENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (target, category, d.provider, d.name, d.jurisdiction, d.parent, d.confidence, json.dumps(list(d.evidence)), since.get(d.provider, now))
+                (target, since.get(d.provider, now), category, d.provider, d.name, d.jurisdiction, d.parent, d.confidence, json.dumps(list(d.evidence)), d.role)
                 for d in deps
             ],
         )
