@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import IP_RANGES, shared
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
 
 def test_scan_benchmark_smoke():
+    shared(IP_RANGES)  # the generator draws its addresses from the providers' real ranges
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"), "--sizes", "300", "--runs", "1", "--seed", "7",
          "--dnsperf-seconds", "1", "--dnsperf-runs", "1", "--no-startup"],

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .conftest import IP_RANGES
+from .conftest import IP_RANGES, shared
 from .corpus import CASES
 from .knot import Knot
 from .scanhelpers import corpus_zone
@@ -36,7 +36,7 @@ def scan(*args: str) -> subprocess.CompletedProcess:
 
 def test_scan_of_the_corpus_matches_exactly(knot):
     names = [c.query or c.domain for c in KNOT_CASES]
-    done = scan("--nameserver", knot.address, "--data-dir", str(IP_RANGES), "--timeout", "1", "--format", "json", *names)
+    done = scan("--nameserver", knot.address, "--data-dir", str(shared(IP_RANGES)), "--timeout", "1", "--format", "json", *names)
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     assert [r["target"] for r in results] == [c.domain for c in KNOT_CASES]  # input order, normalised
@@ -66,7 +66,7 @@ def test_servfail_zone_is_an_error_for_every_detector(knot):
 
 
 def test_table_output_and_invalid_names(knot):
-    done = scan("--nameserver", knot.address, "--data-dir", str(IP_RANGES), "--format", "table", "gemeente-a.nl", "not_a..domain", "ziekenhuis-g.nl")
+    done = scan("--nameserver", knot.address, "--data-dir", str(shared(IP_RANGES)), "--format", "table", "gemeente-a.nl", "not_a..domain", "ziekenhuis-g.nl")
     assert done.returncode == 0
     out = done.stdout
     assert "gemeente-a.nl  (1 dependencies, 1 foreign)" in out

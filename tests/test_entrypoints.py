@@ -41,12 +41,12 @@ def test_an_internal_error_is_one_line_with_status_70(monkeypatch, capsys):
 
 
 class Agent:
-    def __init__(self, tmp_path, nameserver: str, *, extra: str = "", state: str = "") -> None:
+    def __init__(self, tmp_path, nameserver: str, *, daemon: str = "") -> None:
         self.port = free_port()
         self.config = tmp_path / f"agent-{self.port}.toml"
         self.config.write_text(
-            f'[agent]\nnameservers = ["{nameserver}"]\ndns_timeout = 20\ndns_tries = 2\n{extra}\n'
-            f'[daemon]\nlisten = "127.0.0.1:{self.port}"\ninterval = "1s"\nstate_path = "{state or tmp_path / "state.db"}"\n'
+            f'[agent]\nnameservers = ["{nameserver}"]\ndns_timeout = 20\ndns_tries = 2\n'
+            f'[daemon]\nlisten = "127.0.0.1:{self.port}"\ninterval = "1s"\nstate_path = "{tmp_path / "state.db"}"\n{daemon}\n'
             '[[targets]]\ndomain = "gemeente.nl"\n[[targets]]\ndomain = "ziekenhuis.nl"\n'
         )
         self.log = tmp_path / f"agent-{self.port}.log"
@@ -149,3 +149,39 @@ def test_a_second_agent_on_the_same_state_is_refused(tmp_path, silent_nameserver
         assert err.count("\n") == 1 and f"is in use by another dijkwacht agent (pid {first.process.pid}" in err
     finally:
         first.stop()
+
+
+@pytest.mark.e2e
+def test_sighup_rotates_the_tls_certificate(tmp_path, silent_nameserver):
+    import ssl
+
+    from .test_webconfig import certificate
+
+    certificate(tmp_path, "server", cn="first")
+    (tmp_path / "web.yml").write_text("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n")
+    agent = Agent(tmp_path, silent_nameserver, daemon=f'web_config = "{tmp_path / "web.yml"}"')
+
+    def served() -> str:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+                    return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
+            except OSError:
+                assert time.monotonic() < deadline and agent.process.poll() is None, agent.log.read_text()
+                time.sleep(0.2)
+
+    try:
+        first = served()
+        assert first == (tmp_path / "server.pem").read_text()
+        certificate(tmp_path, "server", cn="second")
+        agent.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while served() == first:
+            assert time.monotonic() < deadline, agent.log.read_text()
+            time.sleep(0.2)
+        assert served() == (tmp_path / "server.pem").read_text()
+    finally:
+        agent.stop()

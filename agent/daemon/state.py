@@ -317,6 +317,8 @@ class StateStore:
         db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:
             _quick_check(db)
+            if not TABLES <= {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+                raise StateError(f"{file} is not a dijkwacht state database (it lacks the agent's tables)")
         except _Corrupt as problem:
             db.close()
             raise StateError(f"state database {file} is corrupt ({problem})") from None
