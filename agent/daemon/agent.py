@@ -127,7 +127,7 @@ class Daemon:
         log.info("agent.started", targets=len(self.targets), state=daemon.state_path, restored=restored)
         self._scheduler = asyncio.create_task(self._schedule_loop())
 
-    async def stop(self, grace: float = 4.0) -> None:
+    async def stop(self, grace: float = 3.0) -> None:
         """Stop scheduling, let in-flight scans finish for up to `grace` seconds, close."""
         self._stopping.set()
         self._wake.set()

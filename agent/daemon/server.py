@@ -16,7 +16,7 @@ from .agent import Daemon, ProbeRefused, describe
 from .metrics import ProbeCollector, TargetView
 from .webconfig import WebConfig
 
-SHUTDOWN_GRACE = 2.0  # seconds in-flight requests (a /probe) get when the agent stops
+SHUTDOWN_GRACE = 1.0  # seconds in-flight requests (a /probe) get when the agent stops (aiohttp may take twice that)
 
 log = structlog.get_logger()
 
