@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from pathlib import Path
 
-from .rangefeeds import FEEDS, update_ranges
+from .config import parse_duration
+from .rangefeeds import FEEDS, FeedResult, import_ranges, update_ranges
+
+# Exit status: every feed written; none; some (the others keep their old files). A partial
+# update still changed files, so whatever reloads the agent afterwards must run (systemd:
+# SuccessExitStatus=3); the agent also notices the new files by itself.
+OK, FAILED, PARTIAL = 0, 1, 3
 
 
 def _positive_seconds(text: str) -> float:
@@ -19,6 +26,13 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     data = subparsers.add_parser("data", help="manage the provider IP range files", description="Manage the provider IP range files in the data directory.")
     commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
@@ -28,7 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Download the providers' official IP range lists and rewrite their <provider>.txt files. "
             "A feed that fails, or that shrinks to fewer than half of the prefixes on disk, leaves "
-            "the old file untouched; other files in the data directory are never changed."
+            "the old file untouched; the others are still written. Other files in the data directory "
+            "are never changed. Downloads honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY. "
+            "Exit status: 0 every feed written, 3 some, 1 none."
         ),
     )
     update.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help="directory of range files (default: data_dir of --config)")
@@ -43,14 +59,49 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     update.add_argument("--force", action="store_true", help="replace a file even if the new list has fewer than half of its prefixes")
     update.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="SECONDS", help="time limit for each download (default: %(default)g)")
+    update.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="DIR",
+        help="read the official files from DIR instead of downloading them (air-gapped sites): "
+        + ", ".join(f"{p}: {' + '.join(f.files)}" for p, f in FEEDS.items()),
+    )
+    update.add_argument("--every", type=_duration, metavar="DURATION", help="repeat every DURATION (e.g. 24h) until SIGTERM, as a sidecar container does")
+
+
+def _report(results: list[FeedResult]) -> int:
+    for result in results:
+        if result.ok:
+            print(f"{result.provider}  ok  {result.prefixes_v4} IPv4  {result.prefixes_v6} IPv6  {result.path}", flush=True)
+        else:
+            print(f"{result.provider}  FAILED  {' '.join(result.error.split())}", flush=True)
+    written = sum(result.ok for result in results)
+    return OK if written == len(results) else PARTIAL if written else FAILED
+
+
+async def _once(args: argparse.Namespace, data_dir: Path) -> int:
+    if args.source is not None:
+        results = await asyncio.to_thread(import_ranges, data_dir, args.source, providers=args.providers, force=args.force)
+    else:
+        results = await update_ranges(data_dir, providers=args.providers, timeout=args.timeout, force=args.force)
+    return _report(results)
+
+
+async def _repeat(args: argparse.Namespace, data_dir: Path) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    while True:
+        await _once(args, data_dir)
+        try:
+            await asyncio.wait_for(stop.wait(), args.every)
+            return OK
+        except TimeoutError:
+            pass
 
 
 def run(args: argparse.Namespace, data_dir: Path) -> int:
-    """Update the range files in `data_dir`; one line per provider; 0 if every feed succeeded."""
-    results = asyncio.run(update_ranges(data_dir, providers=args.providers, timeout=args.timeout, force=args.force))
-    for result in results:
-        if result.ok:
-            print(f"{result.provider}  ok  {result.prefixes_v4} IPv4  {result.prefixes_v6} IPv6  {result.path}")
-        else:
-            print(f"{result.provider}  FAILED  {' '.join(result.error.split())}")
-    return 0 if all(result.ok for result in results) else 1
+    """Update the range files in `data_dir`; one line per provider; see OK, FAILED, PARTIAL."""
+    return asyncio.run(_repeat(args, data_dir) if args.every else _once(args, data_dir))

@@ -20,6 +20,7 @@ from typing import Any
 from .catalog import expand_home
 from .errors import ConfigError, shown
 from .ratelimit import default_max_qps
+from .shard import Shard, parse_shard
 from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, dedupe, normalise_domain, read_targets
 from .tomlpos import find_line
 
@@ -191,8 +192,12 @@ def _listen(value: Any) -> str:
     text = _string(value)
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"{shown(text)} must be HOST:PORT, e.g. 0.0.0.0:9849")
+        raise ValueError(f"{shown(text)} must be [HOST]:PORT, e.g. :9849 (every address) or 127.0.0.1:9849")
     return text
+
+
+def _shard(value: Any) -> Shard:
+    return parse_shard(_string(value))
 
 
 def _log_level(value: Any) -> str:
@@ -224,6 +229,7 @@ class AgentSettings:
     count_inferred: bool = False
     catalog: tuple[str, ...] = ()
     targets_file: str = ""
+    targets_dir: str = ""
     log_level: str = "info"
 
     @property
@@ -240,7 +246,7 @@ class AgentSettings:
 
 @dataclass(frozen=True)
 class DaemonSettings:
-    listen: str = "0.0.0.0:9849"
+    listen: str = ":9849"  # every address of both families
     interval: float = 900.0
     state_path: str = field(default_factory=_default_state_path)
     confirmations: int = 2
@@ -248,6 +254,7 @@ class DaemonSettings:
     on_corrupt_state: str = "refuse"
     probe_concurrency: int = 8
     probe_max_inflight: int = 50
+    shard: Shard | None = None
 
 
 # The checks of every key. Ranges keep a typo from stalling the agent: an interval of 1 ms
@@ -268,6 +275,7 @@ AGENT_FIELDS: dict[str, Check] = {
     "count_inferred": _bool,
     "catalog": _paths,
     "targets_file": _path,
+    "targets_dir": _path,
     "log_level": _log_level,
 }
 DAEMON_FIELDS: dict[str, Check] = {
@@ -279,6 +287,7 @@ DAEMON_FIELDS: dict[str, Check] = {
     "on_corrupt_state": choice("refuse", "move-aside"),
     "probe_concurrency": number(1, 1000, whole=True),
     "probe_max_inflight": number(1, 10_000, whole=True),
+    "shard": _shard,
 }
 _TARGET_FIELDS = {"domain", "labels", "hosts"}
 
@@ -358,7 +367,7 @@ def load_config(path: Path | str, detector_schemas: Mapping[str, Mapping[str, An
 
     base = path.parent
     agent = doc.section("agent", raw.get("agent", {}), AGENT_FIELDS)
-    for key in ("data_dir", "targets_file"):
+    for key in ("data_dir", "targets_file", "targets_dir"):
         if key in agent:
             agent[key] = _relative(base, agent[key])
     if "catalog" in agent:
@@ -382,8 +391,46 @@ def load_config(path: Path | str, detector_schemas: Mapping[str, Mapping[str, An
         except ConfigError as exc:
             raise doc.error("agent", "targets_file", exc.message + f" ({agent['targets_file']})") from None
         targets.extend((t, agent["targets_file"], line) for t, line in more)
+    if agent.get("targets_dir"):
+        more_located, dir_problems = _targets_dir(doc, agent["targets_dir"])
+        targets.extend(more_located)
+        problems = [*problems, *dir_problems]
     unique, repeated = dedupe(targets)
     return Config(str(path), AgentSettings(**agent), DaemonSettings(**daemon), detectors, tuple(unique), tuple(sorted([*problems, *repeated], key=lambda p: (p.path, p.line))))
+
+
+def _targets_dir(doc: _Doc, directory: str) -> tuple[list[tuple[Target, str, int]], list[TargetsFileProblem]]:
+    """Every `*.toml` (`[[targets]]` tables) and `*.txt` (targets file lines) in `directory`,
+    in name order: how the Helm chart hands its per-shard ConfigMaps to the agent."""
+    if not os.path.isdir(directory):
+        raise doc.error("agent", "targets_dir", f"not a directory ({directory})")
+    targets: list[tuple[Target, str, int]] = []
+    problems: list[TargetsFileProblem] = []
+    for path in sorted(Path(directory).iterdir()):
+        if path.name.startswith("."):
+            continue  # a mounted ConfigMap's ..data links
+        if path.suffix == ".txt":
+            more, found = read_targets(path)
+            targets.extend((t, str(path), line) for t, line in more)
+            problems.extend(found)
+        elif path.suffix == ".toml":
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(str(path), f"cannot read targets: {getattr(exc, 'strerror', None) or exc}") from None
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                line = re.search(r"line (\d+)", str(exc))
+                raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from None
+            except RecursionError:
+                raise ConfigError(str(path), "invalid TOML: arrays or tables nested too deeply") from None
+            extra = set(raw) - {"targets"}
+            if extra:
+                key = sorted(extra)[0]
+                raise ConfigError(str(path), "a targets file holds only [[targets]] tables", key=key, line=find_line(text, key) or find_line(text, "", key))
+            targets.extend(_targets(_Doc(str(path), text), raw.get("targets", [])))
+    return targets, problems
 
 
 def _detector_settings(doc: _Doc, raw: Any, schemas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Fetch providers' official IP range lists and write them as `<provider-id>.txt` range files.
+"""Fetch providers' official IP range lists (or read them from a directory, for air-gapped
+sites) and write them as `<provider-id>.txt` range files.
 
 Bad input loses nothing: a feed that fails to download or parse, or that suddenly shrinks to
 less than half of the file on disk (a truncated download), leaves the old file untouched.
@@ -149,17 +150,20 @@ def parse_oracle(body: bytes | str, url: str) -> list[Network]:
 class Feed:
     urls: tuple[str, ...]
     parse: Callable[[bytes | str, str], list[Network]]
+    # The names the official lists have when downloaded by hand (for `--from DIR`), one per
+    # list; a glob picks the newest (last by name) of dated files.
+    files: tuple[str, ...]
     # For a URL that is a landing page linking to the current list rather than the list itself.
     resolve: Callable[[bytes | str, str], str] | None = None
 
 
 FEEDS: dict[str, Feed] = {
-    "amazon": Feed(AMAZON_URLS, parse_amazon),
-    "microsoft": Feed(MICROSOFT_URLS, parse_microsoft, find_service_tags_url),
-    "google": Feed(GOOGLE_URLS, parse_google),
-    "cloudflare": Feed(CLOUDFLARE_URLS, parse_cloudflare),
-    "fastly": Feed(FASTLY_URLS, parse_fastly),
-    "oracle": Feed(ORACLE_URLS, parse_oracle),
+    "amazon": Feed(AMAZON_URLS, parse_amazon, ("ip-ranges.json",)),
+    "microsoft": Feed(MICROSOFT_URLS, parse_microsoft, ("ServiceTags_Public_*.json",), find_service_tags_url),
+    "google": Feed(GOOGLE_URLS, parse_google, ("goog.json", "cloud.json")),
+    "cloudflare": Feed(CLOUDFLARE_URLS, parse_cloudflare, ("ips-v4", "ips-v6")),
+    "fastly": Feed(FASTLY_URLS, parse_fastly, ("public-ip-list",)),
+    "oracle": Feed(ORACLE_URLS, parse_oracle, ("public_ip_ranges.json",)),
 }
 
 
@@ -265,6 +269,45 @@ async def _update_one(session: aiohttp.ClientSession, path: Path, urls: Sequence
     return FeedResult(provider, True, v4, v6, path)
 
 
+def _import_one(path: Path, source_dir: Path, *, force: bool) -> FeedResult:
+    """Like _update_one, from the official files downloaded elsewhere into `source_dir`. The
+    range file is dated with the oldest file's modification time: the data is that old."""
+    provider = path.stem
+    feed = FEEDS[provider]
+    try:
+        networks: list[Network] = []
+        sources = []
+        mtimes = []
+        for pattern in feed.files:
+            found = sorted(source_dir.glob(pattern))
+            if not found:
+                raise FeedError(provider, str(source_dir), f"no {pattern} in the directory")
+            source = found[-1]
+            networks += feed.parse(source.read_bytes(), str(source))
+            sources.append(f"file:{source}")
+            mtimes.append(source.stat().st_mtime)
+        text, v4, v6 = render(provider, sources, dt.datetime.fromtimestamp(min(mtimes), dt.UTC), networks)
+        _store(path, text, v4 + v6, force)
+    except FeedError as exc:
+        return _failed(provider, f"{exc.url}: {exc.reason}")
+    except _Refused as exc:
+        return _failed(provider, str(exc))
+    except OSError as exc:
+        return _failed(provider, f"{exc.filename or path}: {exc.strerror or exc}")
+    log.info("feed.imported", provider=provider, v4=v4, v6=v6, path=str(path))
+    return FeedResult(provider, True, v4, v6, path)
+
+
+def import_ranges(data_dir: Path, source_dir: Path, *, providers: Sequence[str] | None = None, force: bool = False) -> list[FeedResult]:
+    """Write range files from the providers' official lists in `source_dir` (an air-gapped
+    site fetches them elsewhere, under the names in Feed.files); same rules as update_ranges."""
+    chosen = list(FEEDS) if providers is None else list(dict.fromkeys(providers))
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"--from {source_dir}: not a directory")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [_import_one(data_dir / f"{p}.txt", source_dir, force=force) for p in chosen]
+
+
 def _failed(provider: str, error: str) -> FeedResult:
     log.warning("feed.failed", provider=provider, error=error)
     return FeedResult(provider, False, error=error)
@@ -296,7 +339,8 @@ async def update_ranges(
     data_dir.mkdir(parents=True, exist_ok=True)
     own_session = session is None
     if session is None:
-        session = aiohttp.ClientSession(headers={"User-Agent": f"dijkwacht/{__version__}"})
+        # trust_env: HTTPS_PROXY, HTTP_PROXY and NO_PROXY from the environment, as curl does.
+        session = aiohttp.ClientSession(headers={"User-Agent": f"dijkwacht/{__version__}"}, trust_env=True)
     try:
         jobs = (_update_one(session, data_dir / f"{p}.txt", overrides.get(p, FEEDS[p].urls), timeout=timeout, force=force) for p in chosen)
         return list(await asyncio.gather(*jobs))

@@ -49,3 +49,12 @@ def test_rules_query_benchmark_smoke():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets: 300" in done.stdout and "dijkwacht.rules" in done.stdout and "the whole overview" in done.stdout
+
+
+def test_helm_scale_benchmark_smoke():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "helm_scale.py"), "--targets", "2000", "--replicas", "2", "--runs", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "target ConfigMaps: 2," in done.stdout and "agent: load 2,000 targets" in done.stdout

@@ -5,6 +5,7 @@ tests/test_e2e_daemon.py.)"""
 from __future__ import annotations
 
 import asyncio
+import json
 import base64
 import ssl
 import subprocess
@@ -69,7 +70,7 @@ async def running(dns_server, tmp_path):
     write_config(config, server, tmp_path / "state.db")
     daemon = Daemon(config)
     await daemon.start()
-    runner = await serve(daemon, WebConfig(), "127.0.0.1:0")
+    runner = await serve(daemon, WebConfig(), "127.0.0.1:0", lifecycle=True)
     port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as http:
         yield daemon, http, f"http://127.0.0.1:{port}", server, config
@@ -292,17 +293,17 @@ async def test_reload_failures_of_any_kind_keep_the_old_config_and_say_so(runnin
     assert "dijkwacht_config_last_reload_successful 0.0" in text and "dijkwacht_targets 2.0" in text
 
 
-async def test_targets_file_problems_are_logged_at_start_and_reload(dns_server, tmp_path):
+async def test_targets_file_problems_are_logged_at_start_and_reload(dns_server, tmp_path, capsys):
     server = await dns_server(ZONE)
     (tmp_path / "targets.txt").write_bytes(b"school.nl\ncaf\xe9.nl\nschool.nl owner=x\n")
     config = tmp_path / "dijkwacht.toml"
     write_config(config, server, tmp_path / "state.db")
     config.write_text(config.read_text().replace("[daemon]", 'targets_file = "targets.txt"\n[daemon]'))
     daemon = Daemon(config)
-    with structlog.testing.capture_logs() as logs:
-        await daemon.start()
-        assert (await daemon.reload())[0]
+    await daemon.start()  # (the agent configures its own logging: JSON lines on stderr here)
+    assert (await daemon.reload())[0]
     try:
+        logs = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
         problems = [(e["line"], e["error"].split(" (")[0]) for e in logs if e["event"] == "target.invalid"]
         assert problems == [(2, "not valid UTF-8"), (3, f"school.nl repeats {tmp_path / 'targets.txt'}:1; the first is kept")] * 2
         assert sorted(daemon.targets) == ["gemeente.nl", "school.nl", "ziekenhuis.nl"]

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import json
 import math
-import socket
 import struct
 
 import pytest

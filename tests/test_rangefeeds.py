@@ -586,7 +586,7 @@ async def test_cli_run_prints_one_line_per_provider(feeds: FeedServer, tmp_path:
     # Unconfigured structlog prints to stdout; capture its events so stdout holds only the report.
     with structlog.testing.capture_logs() as logs:
         code = await asyncio.to_thread(cli_data.run, args, tmp_path)
-    assert code == 1
+    assert code == cli_data.PARTIAL
     assert sorted((e["event"], e["provider"]) for e in logs) == [("feed.failed", "microsoft"), ("feed.updated", "amazon"), ("feed.updated", "oracle")]
     assert capsys.readouterr().out.splitlines() == [
         f"amazon  ok  3 IPv4  2 IPv6  {tmp_path / 'amazon.txt'}",
@@ -599,3 +599,109 @@ async def test_cli_run_prints_one_line_per_provider(feeds: FeedServer, tmp_path:
     with structlog.testing.capture_logs():
         assert await asyncio.to_thread(cli_data.run, args, tmp_path) == 0
     assert capsys.readouterr().out == f"cloudflare  ok  5 IPv4  2 IPv6  {tmp_path / 'cloudflare.txt'}\n"
+
+
+# --- proxies and the offline import ----------------------------------------------------------------
+
+
+class Proxy:
+    """A forward proxy on 127.0.0.1 that logs every request: an absolute-form GET is answered
+    from `content` (standing in for the internet), a CONNECT tunnel is refused."""
+
+    def __init__(self, content: dict[str, bytes]) -> None:
+        self.content = content
+        self.seen: list[tuple[str, str]] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        method, target, _ = (await reader.readline()).decode().split(" ", 2)
+        while (await reader.readline()).strip():
+            pass
+        self.seen.append((method, target))
+        body = self.content.get(target) if method == "GET" else None
+        status = "200 OK" if body is not None else "403 Forbidden"
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Length: {len(body or b'')}\r\nConnection: close\r\n\r\n".encode() + (body or b""))
+        await writer.drain()
+        writer.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@pytest.fixture
+async def proxy(monkeypatch: pytest.MonkeyPatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server = Proxy({"http://feeds.invalid/fastly/public-ip-list": FASTLY, "http://feeds.invalid/oracle/public_ip_ranges.json": ORACLE})
+    url = await server.start()
+    yield server, url
+    await server.stop()
+
+
+async def test_https_proxy_from_the_environment_is_used(proxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    server, url = proxy
+    monkeypatch.setenv("HTTPS_PROXY", url)
+    urls = {p: tuple(f"https://{p}.invalid/{i}" for i in range(len(f.urls))) for p, f in rangefeeds.FEEDS.items()}
+    results = await update_ranges(tmp_path, urls=urls, timeout=5)
+    assert not any(r.ok for r in results) and not list(tmp_path.iterdir())
+    assert sorted({target for method, target in server.seen if method == "CONNECT"}) == sorted(f"{p}.invalid:443" for p in rangefeeds.FEEDS)
+
+
+async def test_http_proxy_carries_the_download_and_no_proxy_bypasses_it(proxy, feeds: FeedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    server, url = proxy
+    monkeypatch.setenv("HTTP_PROXY", url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    urls = {"fastly": ["http://feeds.invalid/fastly/public-ip-list"], "oracle": ["http://feeds.invalid/oracle/public_ip_ranges.json"], "amazon": feeds.urls["amazon"]}
+    results = await update_ranges(tmp_path, providers=["fastly", "oracle", "amazon"], urls=urls, timeout=5)
+    assert [(r.provider, r.ok) for r in results] == [("fastly", True), ("oracle", True), ("amazon", True)]
+    assert sorted(server.seen) == [("GET", "http://feeds.invalid/fastly/public-ip-list"), ("GET", "http://feeds.invalid/oracle/public_ip_ranges.json")]
+    assert "23.235.32.0/20" in (tmp_path / "fastly.txt").read_text()
+
+
+def official_files(directory: Path, mtime: float = 1_780_000_000) -> Path:
+    """The official lists as an air-gapped site would carry them in, under their download names."""
+    directory.mkdir()
+    for name, body in [("ip-ranges.json", AMAZON), ("ServiceTags_Public_20260810.json", b"{}"), ("ServiceTags_Public_20260817.json", MICROSOFT),
+                       ("goog.json", GOOG), ("cloud.json", GOOGLE_CLOUD), ("ips-v4", CLOUDFLARE_V4), ("ips-v6", CLOUDFLARE_V6),
+                       ("public-ip-list", FASTLY), ("public_ip_ranges.json", ORACLE)]:
+        (directory / name).write_bytes(body)
+        os.utime(directory / name, (mtime, mtime))
+    return directory
+
+
+def test_import_from_a_directory_writes_the_same_ranges(tmp_path: Path) -> None:
+    source = official_files(tmp_path / "official")
+    results = rangefeeds.import_ranges(tmp_path / "data", source)
+    assert [(r.provider, r.ok, r.prefixes_v4, r.prefixes_v6) for r in results] == [(p, True, *COUNTS[p]) for p in rangefeeds.FEEDS]
+    text = (tmp_path / "data" / "microsoft.txt").read_text()
+    # Dated by the files' time (when they were fetched), the newest Service Tags file is taken.
+    assert "# fetched: 2026-05-28T20:26:40+00:00" in text and "ServiceTags_Public_20260817.json" in text
+    for provider in rangefeeds.FEEDS:
+        body = (tmp_path / "data" / f"{provider}.txt").read_text()
+        assert body.split("\n", 4)[4] == EXPECTED[provider].split("\n", 4)[4], provider
+
+
+def test_import_with_a_missing_file_writes_the_others(tmp_path: Path) -> None:
+    source = official_files(tmp_path / "official")
+    (source / "cloud.json").unlink()
+    results = {r.provider: r for r in rangefeeds.import_ranges(tmp_path / "data", source)}
+    assert not results["google"].ok and "no cloud.json" in results["google"].error
+    assert all(r.ok for p, r in results.items() if p != "google")
+    assert not (tmp_path / "data" / "google.txt").exists()
+
+
+def test_cli_from_directory_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = official_files(tmp_path / "official")
+    args = make_parser().parse_args(["data", "update", "--from", str(source)])
+    with structlog.testing.capture_logs():
+        assert cli_data.run(args, tmp_path / "data") == cli_data.OK
+        (source / "public-ip-list").unlink()
+        assert cli_data.run(args, tmp_path / "data") == cli_data.PARTIAL
+        assert cli_data.run(make_parser().parse_args(["data", "update", "--from", str(source), "--provider", "fastly"]), tmp_path / "data") == cli_data.FAILED
+    assert "fastly  FAILED" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -16,11 +17,15 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .. import logs
 from ..budget import Budget
 from ..config import Config
 from ..errors import DijkwachtError, one_line
+from ..ipranges import RangeFile
+from ..rangefeeds import FEEDS
 from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
 from ..scanner import Dependency, TargetResult, counted
+from ..shard import Shard
 from ..targets import Target
 from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView, change_kind
 from .schedule import Schedule, next_due
@@ -70,9 +75,12 @@ def describe(exc: BaseException) -> str:
 
 
 class Daemon:
-    def __init__(self, config_path: Path | str, *, clock=time.time) -> None:
+    def __init__(self, config_path: Path | str, *, clock=time.time, shard: Shard | None = None, log_level: str | None = None, state_path: str | None = None) -> None:
         self.config_path = str(config_path)
         self.clock = clock
+        self.shard_override = shard  # --shard wins over [daemon] shard
+        self.log_level_override = log_level  # --log-level wins over [agent] log_level
+        self.state_path_override = state_path  # --state-path wins over [daemon] state_path
         self.snapshot = Snapshot()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StateCollector(self.snapshot))
@@ -106,17 +114,20 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._scheduler: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._seen: tuple = ()  # fingerprint of the inputs at the last (re)load
 
     # ---- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load everything or fail (at start an invalid config is fatal), then start scanning."""
+        self._seen = self.fingerprint()
         config, data = load_config_with_plugins(self.config_path)
         daemon = config.daemon
-        self.state = StateStore(daemon.state_path, daemon.confirmations, config.agent.count_inferred, on_corrupt=daemon.on_corrupt_state)
+        state_path = self.state_path_override or daemon.state_path
+        self.state = StateStore(state_path, daemon.confirmations, config.agent.count_inferred, on_corrupt=daemon.on_corrupt_state)
         try:
             if self.state.moved_aside:
-                log.warning("state.corrupt_moved_aside", message=f"state database is corrupt: moved aside to {self.state.moved_aside}, starting a new history", state=daemon.state_path)
+                log.warning("state.corrupt_moved_aside", message=f"state database is corrupt: moved aside to {self.state.moved_aside}, starting a new history", state=state_path)
             restored = bool(self.state.scans())
             self._apply(config, data)
         except BaseException:
@@ -124,7 +135,9 @@ class Daemon:
             raise
         if restored or not self.targets:
             self._background(self._ready_when_rendered())
-        log.info("agent.started", targets=len(self.targets), state=daemon.state_path, restored=restored)
+        shard = self.shard_override or daemon.shard
+        self._seen = self.fingerprint()  # now with the files the config names
+        log.info("agent.started", targets=len(self.targets), configured=len(config.targets), shard=str(shard) if shard else None, state=state_path, restored=restored)
         self._scheduler = asyncio.create_task(self._schedule_loop())
 
     async def stop(self, grace: float = 3.0) -> None:
@@ -155,11 +168,13 @@ class Daemon:
         """
         async with self._reload_lock:
             try:
+                self._seen = await asyncio.to_thread(self.fingerprint)
                 config, data = await asyncio.to_thread(load_config_with_plugins, self.config_path)
                 commits = [await hook(config) for hook in self.reload_hooks]
                 self._apply(config, data)
                 for commit in commits:
                     commit()
+                self._seen = await asyncio.to_thread(self.fingerprint)  # the new config may name other files
             except DijkwachtError as exc:
                 return self._reload_failed(str(exc))
             except Exception as exc:
@@ -186,19 +201,24 @@ class Daemon:
         except BaseException:
             self._background(runtime.close())
             raise
-        targets = {t.domain: t for t in config.targets}
-        removed = [d for d in self.snapshot.views if d not in targets]
+        shard = self.shard_override or config.daemon.shard
+        targets = {t.domain: t for t in config.targets if shard is None or shard.owns(t.domain)}
+        # Forget the current state (not the history) of every target this agent no longer
+        # scans -- removed, or moved to another shard -- before anything reads it: a target
+        # that comes back, or arrives from another shard, starts with a baseline, never a change.
+        removed = [d for d in {*self.snapshot.views, *self.state.scans(), *self.state.baselined()} if d not in targets]
         counting = self.state.count_inferred
         self.state.count_inferred = config.agent.count_inferred
         try:
+            self.state.forget(removed)
             # Parent changes first: no scan with the new catalog may absorb one silently.
             owned = self.state.apply_ownership(data.catalog, home, now=now)
-            self.state.forget(removed)
         except BaseException:
             self.state.count_inferred = counting
             self._background(runtime.close())
             self._background(probe_runtime.close())
             raise
+        logs.configure(self.log_level_override or config.agent.log_level)
         old = (self.runtime, self.probe_runtime)
         self.runtime, self.probe_runtime = runtime, probe_runtime
         self.config, self.data = config, data
@@ -236,7 +256,7 @@ class Daemon:
         s.catalog_loaded = now
         s.catalog_updated = _newest_mtime(data.catalog.sources)
         s.catalog_providers = len(data.catalog.providers)
-        s.range_files = data.ranges.files
+        s.range_files = self._range_files(config, data)
         s.reload_ok = True
         s.reload_success_time = now
         self._report_problems(config)
@@ -252,6 +272,62 @@ class Daemon:
             log.warning("target.invalid", file=problem.path, line=problem.line, error=problem.message)
         if len(config.problems) > limit:
             log.warning("target.invalid_more", count=len(config.problems) - limit, file=config.problems[limit].path)
+
+    def _range_files(self, config: Config, data: Data) -> tuple[RangeFile, ...]:
+        """The loaded range files, plus a dated-never (0) empty entry for every known feed whose
+        file is missing or empty, so the stale-data alert fires instead of a silent gap."""
+        files = {f.provider: f for f in data.ranges.files}
+        missing = [p for p in FEEDS if p not in files or files[p].prefixes_v4 + files[p].prefixes_v6 == 0]
+        if missing:
+            log.warning("ip_ranges.missing", data_dir=config.agent.data_dir or None, providers=",".join(missing), effect="only hostname evidence for their addresses")
+        data_dir = Path(config.agent.data_dir)
+        for provider in missing:
+            files[provider] = RangeFile(provider, data_dir / f"{provider}.txt", 0, 0, 0.0)
+        return tuple(files[p] for p in sorted(files))
+
+    # ---- reload on change ------------------------------------------------------------------
+
+    def _inputs(self) -> list[Path]:
+        """The files a reload reads: the config, targets files, catalogs, IP range files."""
+        paths = [Path(self.config_path)]
+        if self.config is not None:
+            agent = self.config.agent
+            paths += [Path(p) for p in (agent.targets_file, *agent.catalog) if p]
+            for directory, suffixes in ((agent.targets_dir, (".toml", ".txt")), (agent.data_dir, (".txt",))):
+                if directory and os.path.isdir(directory):
+                    paths += [p for p in sorted(Path(directory).iterdir()) if p.suffix in suffixes and not p.name.startswith(".")]
+        return paths
+
+    def fingerprint(self) -> tuple:
+        """What changes when an input is edited or replaced: (path, inode, size, mtime) of each.
+        A mounted ConfigMap is replaced by swapping a symlink, which changes the inode."""
+        out = []
+        for path in self._inputs():
+            try:
+                st = path.stat()
+                out.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append((str(path), None))
+        return tuple(out)
+
+    async def watch(self, every: float) -> None:
+        """Reload when an input changes: the config file, targets, catalogs or IP range data.
+        A reload that fails keeps the old configuration and is retried only after the next change."""
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), every)
+                return
+            except TimeoutError:
+                pass
+            try:
+                changed = await asyncio.to_thread(self.fingerprint) != self._seen
+            except Exception as exc:  # (an unreadable directory) never stop watching
+                self.faults.internal["reload"] += 1
+                log.error("config.watch_failed", error=describe(exc))
+                continue
+            if changed:
+                log.info("config.changed", action="reload")
+                await self.reload()
 
     async def _ready_when_rendered(self) -> None:
         """A restored state is served at once -- as soon as its metrics are rendered (~1 s for 16,500)."""

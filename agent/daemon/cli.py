@@ -12,8 +12,9 @@ from pathlib import Path
 
 import structlog
 
-from ..config import Config, load_config
+from ..config import Config, duration, load_config
 from ..errors import DijkwachtError
+from ..shard import parse_shard
 from .agent import Daemon
 from .server import serve
 from .state import StateStore
@@ -25,10 +26,14 @@ SHUTDOWN_TIMEOUT = 9.0  # seconds from SIGTERM to exit, at most
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="run the agent: scheduled scans, state, /metrics", description="Run the agent: rescan every target each interval, keep confirmed dependencies and their change history in SQLite, and serve Prometheus metrics. SIGHUP or POST /-/reload reloads the configuration; SIGTERM stops cleanly.")
+    run = sub.add_parser("run", help="run the agent: scheduled scans, state, /metrics", description="Run the agent: rescan every target each interval, keep confirmed dependencies and their change history in SQLite, and serve Prometheus metrics. The configuration is reloaded when one of its files changes, on SIGHUP, and on POST /-/reload (with --web.enable-lifecycle); SIGTERM stops cleanly.")
     run.add_argument("--config", required=True, metavar="FILE", help="TOML configuration file")
     run.add_argument("--web.config.file", dest="web_config", metavar="FILE", help="exporter-toolkit web config (TLS, basic auth); default: [daemon] web_config")
-    run.add_argument("--listen", metavar="HOST:PORT", help="address to serve HTTP on (default: [daemon] listen, 0.0.0.0:9849)")
+    run.add_argument("--listen", metavar="[HOST]:PORT", help="address to serve HTTP on (default: [daemon] listen, :9849 = every address of both families)")
+    run.add_argument("--state-path", metavar="FILE", help="state database (default: [daemon] state_path); each shard needs its own")
+    run.add_argument("--web.enable-lifecycle", dest="lifecycle", action="store_true", help="enable POST /-/reload (off by default: it changes state)")
+    run.add_argument("--shard", type=_shard, metavar="I/N", help="scan only shard I of N (0 <= I < N; I may be a StatefulSet pod name ending in -I); default: [daemon] shard, else all targets")
+    run.add_argument("--config.reload-interval", dest="reload_interval", type=_interval, default=30.0, metavar="DURATION", help="how often to check the configuration, targets, catalog and IP range files for changes and reload (default 30s; 0 turns it off)")
 
     history = sub.add_parser("history", help="show confirmed dependency changes", description="Show the confirmed dependency changes the agent recorded.")
     where = history.add_mutually_exclusive_group(required=True)
@@ -37,6 +42,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     history.add_argument("--target", metavar="DOMAIN", help="only this target")
     history.add_argument("--since", metavar="DATE", type=_date, help="only changes at or after this date (YYYY-MM-DD or ISO timestamp, UTC)")
     history.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+
+
+def _shard(text: str):
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _interval(text: str) -> float:
+    if text.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        return duration(0.1, 86400)(text)  # checking every millisecond would be a busy loop
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _date(text: str) -> float:
@@ -56,13 +77,13 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    daemon = Daemon(args.config)
+    daemon = Daemon(args.config, shard=args.shard, log_level=args.log_level, state_path=args.state_path)
     await daemon.start()
     assert daemon.config is not None
     try:
         web_config = load_web_config(args.web_config or daemon.config.daemon.web_config)
         listen = args.listen or daemon.config.daemon.listen
-        runner = await serve(daemon, web_config, listen)
+        runner = await serve(daemon, web_config, listen, lifecycle=args.lifecycle)
     except BaseException:
         await daemon.stop(grace=0)
         raise
@@ -74,12 +95,13 @@ async def _run(args: argparse.Namespace) -> int:
         return lambda: web_config.update(new)
 
     daemon.reload_hooks.append(reload_web_config)
-    log.info("http.listening", address=listen, web_config=web_config.describe())
+    log.info("http.listening", address=listen, web_config=web_config.describe(), lifecycle=args.lifecycle)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: daemon.background(daemon.reload()))
+    watcher = asyncio.create_task(daemon.watch(args.reload_interval)) if args.reload_interval else None
     await stop.wait()
     log.info("agent.stopping")
     try:
@@ -88,6 +110,8 @@ async def _run(args: argparse.Namespace) -> int:
         async with asyncio.timeout(SHUTDOWN_TIMEOUT):
             await runner.cleanup()
             await daemon.stop()
+            if watcher is not None:
+                await watcher
     except TimeoutError:
         log.warning("agent.stop_timeout", seconds=SHUTDOWN_TIMEOUT)
     web_config.close()

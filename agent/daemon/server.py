@@ -38,8 +38,10 @@ def errors_middleware(daemon: Daemon):
     return errors
 
 
-def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware(daemon), web_config.middleware()])
+def make_app(daemon: Daemon, web_config: WebConfig, *, lifecycle: bool = False) -> web.Application:
+    # The liveness probe stays open (kubelet, systemd, container HEALTHCHECK); with basic auth
+    # configured, everything else -- metrics, probe, readiness, reload -- needs it.
+    app = web.Application(middlewares=[errors_middleware(daemon), web_config.middleware(open_paths=frozenset({"/-/healthy"}))])
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=daemon.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -53,6 +55,8 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
         return web.Response(status=503, text="Not ready: first scan pass in progress\n")
 
     async def reload(_: web.Request) -> web.Response:
+        if not lifecycle:
+            return web.Response(status=403, text="Lifecycle API is not enabled (start with --web.enable-lifecycle).\n")
         ok, message = await daemon.reload()
         return web.Response(status=200 if ok else 500, text=message + "\n")
 
@@ -102,9 +106,10 @@ def make_app(daemon: Daemon, web_config: WebConfig) -> web.Application:
     return app
 
 
-async def serve(daemon: Daemon, web_config: WebConfig, listen: str) -> web.AppRunner:
+async def serve(daemon: Daemon, web_config: WebConfig, listen: str, *, lifecycle: bool = False) -> web.AppRunner:
+    # ":9849" (empty host) binds every address of both families, as Prometheus' listen address does.
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(daemon, web_config), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    runner = web.AppRunner(make_app(daemon, web_config, lifecycle=lifecycle), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context)
     await site.start()

@@ -217,11 +217,13 @@ class WebConfig:
         names = {value for _, value in (peer or {}).get("subjectAltName", ())}
         return bool(names & set(self.allowed_sans))
 
-    def middleware(self) -> web.middleware:
+    def middleware(self, open_paths: frozenset[str] = frozenset()) -> web.middleware:
+        """Rate limit, client certificate names, basic auth (not for `open_paths`) and headers."""
+
         @web.middleware
         async def web_config(request: web.Request, handler):
             try:
-                response = await self._guarded(request, handler)
+                response = await self._guarded(request, handler, request.path not in open_paths)
             except web.HTTPException as exc:
                 exc.headers.update(self.headers)
                 raise
@@ -230,12 +232,12 @@ class WebConfig:
 
         return web_config
 
-    async def _guarded(self, request: web.Request, handler):
+    async def _guarded(self, request: web.Request, handler, authenticate: bool):
         if not self._take_token():
             return web.Response(status=429, text="Too many requests\n")
         if not self._san_allowed(request):
             return web.Response(status=403, text="Client certificate not allowed\n")
-        if self.users:
+        if self.users and authenticate:
             ok = await self.authenticate(request.headers.get("Authorization", ""))
             if ok is None:
                 return web.Response(status=429, text="Too many authentication attempts in progress\n", headers={"Retry-After": "1"})
