@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from . import __version__, cli_data, logs
+from . import __version__, cli_catalog, cli_data, cli_report, logs
 from .daemon import cli as daemon_cli
 from .daemon.webconfig import load_web_config
 from .config import AGENT_FIELDS, AgentSettings, Config, argument, load_config, number, parse_nameserver
@@ -92,14 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list loaded plugins and their detectors")
     plugins.add_argument("--format", choices=["json", "table"], default="table", help="output format")
 
-    catalog = sub.add_parser("catalog", help="list the provider catalog with owners and jurisdictions")
-    catalog.add_argument("--config", metavar="FILE", help="configuration file (its catalog files are included)")
-    catalog.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+    cli_catalog.add_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", metavar="FILE", help="TOML configuration file")
 
     cli_data.add_parser(sub)
+    cli_report.add_parser(sub)
     daemon_cli.add_parsers(sub)
     return parser
 
@@ -322,23 +321,6 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _catalog(args: argparse.Namespace) -> int:
-    agent = load_config_with_plugins(args.config)[0].agent if args.config else AgentSettings()
-    catalog = load_data(agent).catalog
-    rows = []
-    for provider in sorted(catalog.providers.values(), key=lambda p: p.id):
-        owner = provider.owner_on(dt.date.today())
-        pending = [f"{o.status} {o.effective}: {o.parent} ({o.jurisdiction})" for o in provider.ownership]
-        rows.append({"id": provider.id, "name": provider.name, "parent": owner.parent, "jurisdiction": owner.jurisdiction, "facts": len(provider.facts), "ownership": pending})
-    if args.format == "json":
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return 0
-    for row in rows:
-        history = ("  [" + "; ".join(row["ownership"]) + "]") if row["ownership"] else ""
-        print(f"{row['id']:<20} {row['jurisdiction'] or '?':<3} {row['parent']:<40} {row['facts']:>3} facts{history}")
-    return 0
-
-
 def _check_config(args: argparse.Namespace) -> int:
     config, data = load_config_with_plugins(args.config)
     web = load_web_config(config.daemon.web_config) if config.daemon.web_config else None
@@ -362,11 +344,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plugins":
             return _plugins(args)
         if args.command == "catalog":
-            return _catalog(args)
+            return cli_catalog.run(args)
         if args.command == "check-config":
             return _check_config(args)
         if args.command == "data":
             return _data(args)
+        if args.command == "report":
+            return cli_report.run(args)
         return daemon_cli.dispatch(args)
     except BrokenPipeError:  # (an OSError: first) the reader went away, e.g. `| head`
         _silence_stdout()

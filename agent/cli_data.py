@@ -7,6 +7,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from . import asn
 from .config import parse_duration
 from .rangefeeds import FEEDS, FeedResult, import_ranges, update_ranges
 
@@ -40,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "update",
         help="download the providers' official IP range lists",
         description=(
-            "Download the providers' official IP range lists and rewrite their <provider>.txt files. "
+            "Download the providers' official IP range lists and rewrite their <provider>.txt files, "
+            f"and the IP-to-AS table ({asn.FEED}: iptoasn.com, public domain) into {asn.COMBINED}. "
             "A feed that fails, or that shrinks to fewer than half of the prefixes on disk, leaves "
             "the old file untouched; the others are still written. Other files in the data directory "
             "are never changed. Downloads honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY. "
@@ -53,9 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--provider",
         action="append",
         dest="providers",
-        choices=list(FEEDS),
+        choices=[*FEEDS, asn.FEED],
         metavar="ID",
-        help=f"update only this provider; repeat for several (default: all of {', '.join(FEEDS)})",
+        help=f"update only this provider; repeat for several (default: all of {', '.join([*FEEDS, asn.FEED])})",
     )
     update.add_argument("--force", action="store_true", help="replace a file even if the new list has fewer than half of its prefixes")
     update.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="SECONDS", help="time limit for each download (default: %(default)g)")
@@ -65,7 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=Path,
         metavar="DIR",
         help="read the official files from DIR instead of downloading them (air-gapped sites): "
-        + ", ".join(f"{p}: {' + '.join(f.files)}" for p, f in FEEDS.items()),
+        + ", ".join([*(f"{p}: {' + '.join(f.files)}" for p, f in FEEDS.items()), f"{asn.FEED}: {asn.COMBINED}"]),
     )
     update.add_argument("--every", type=_duration, metavar="DURATION", help="repeat every DURATION (e.g. 24h) until SIGTERM, as a sidecar container does")
 
@@ -81,10 +83,18 @@ def _report(results: list[FeedResult]) -> int:
 
 
 async def _once(args: argparse.Namespace, data_dir: Path) -> int:
+    chosen = args.providers
+    feeds = None if chosen is None else [p for p in chosen if p != asn.FEED]
+    # The table is optional (a scan works without): from a directory, only when it is there or asked for.
+    table = asn.FEED in chosen if chosen is not None else args.source is None or (args.source / asn.COMBINED).exists()
     if args.source is not None:
-        results = await asyncio.to_thread(import_ranges, data_dir, args.source, providers=args.providers, force=args.force)
+        results = await asyncio.to_thread(import_ranges, data_dir, args.source, providers=feeds, force=args.force)
+        if table:
+            results.append(await asyncio.to_thread(asn.import_table, data_dir, args.source, force=args.force))
     else:
-        results = await update_ranges(data_dir, providers=args.providers, timeout=args.timeout, force=args.force)
+        results = await update_ranges(data_dir, providers=feeds, timeout=args.timeout, force=args.force)
+        if table:
+            results.append(await asn.update_table(data_dir, timeout=args.timeout, force=args.force))
     return _report(results)
 
 

@@ -32,7 +32,7 @@ google._domainkey.universiteit.example TXT "v=DKIM1; k=rsa; p=MIIB"
 www.universiteit.example CNAME www.universiteit.example.edgekey.net.
 universiteit.example TXT "ZOOM_verify_a1b2c3d4"
 ; A water board with mail at a Dutch hoster and a lone verification token
-waterschap.example MX 10 mx.transip.email.
+waterschap.example MX 10 mailfilter.hostnet.nl.
 waterschap.example TXT "google-site-verification=abcdefghijklmnopqrstuvwxyz"
 ; A ministry whose MX lookup fails: reported as an error, not as "no provider"
 ministerie.example TXT "v=spf1 include:spf.protection.outlook.com -all"

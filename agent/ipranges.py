@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .asn import FEED as ASN_FEED
+from .asn import AsInfo, AsTable, load_table
 from .errors import ConfigError
 
 _FETCHED = re.compile(r"^#\s*(?:fetched|snapshot)[^0-9]*(\d{4}-\d{2}-\d{2}T[0-9:]+(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
@@ -79,9 +81,15 @@ class _Table:
 
 
 class IPRanges:
-    """Which providers announce or publish an address. Empty when no data is configured."""
+    """Which providers announce or publish an address, and (with an IP-to-AS table) which AS
+    routes it. Empty when no data is configured."""
 
-    def __init__(self, prefixes: Iterable[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = (), files: Iterable[RangeFile] = ()) -> None:
+    def __init__(
+        self,
+        prefixes: Iterable[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = (),
+        files: Iterable[RangeFile] = (),
+        asn: AsTable | None = None,
+    ) -> None:
         v4: list[tuple[int, int, str]] = []
         v6: list[tuple[int, int, str]] = []
         for owner, net in prefixes:
@@ -90,6 +98,7 @@ class IPRanges:
         self._v4 = _Table(v4)
         self._v6 = _Table(v6)
         self.files = tuple(files)
+        self.asn = asn
 
     @property
     def empty(self) -> bool:
@@ -105,6 +114,13 @@ class IPRanges:
             return self._v6.lookup(int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big"))
         except OSError:
             return ()
+
+    def origin(self, address: str) -> AsInfo | None:
+        """The AS routing `address` (None without an IP-to-AS table or for an unrouted address)."""
+        return self.asn.lookup(address) if self.asn is not None else None
+
+    def as_info(self, asn: int) -> AsInfo | None:
+        return self.asn.info(asn) if self.asn is not None else None
 
 
 def _parse_file(path: Path, provider: str) -> tuple[list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]], RangeFile]:
@@ -132,7 +148,8 @@ def _parse_file(path: Path, provider: str) -> tuple[list[tuple[str, ipaddress.IP
 
 
 def load_ranges(data_dir: Path | str | None) -> IPRanges:
-    """Load every `<provider-id>.txt` in `data_dir`; a missing or empty dir gives empty ranges."""
+    """Load every `<provider-id>.txt` in `data_dir`, and its IP-to-AS table if it has one; a
+    missing or empty dir gives empty ranges."""
     if not data_dir:
         return IPRanges()
     directory = Path(data_dir)
@@ -147,4 +164,7 @@ def load_ranges(data_dir: Path | str | None) -> IPRanges:
         found, info = _parse_file(path, provider)
         prefixes.extend(found)
         files.append(info)
-    return IPRanges(prefixes, files)
+    table = load_table(directory)
+    if table is not None:  # listed with the range files, so its age is in the metrics too
+        files.extend(RangeFile(ASN_FEED, f.path, f.rows_v4, f.rows_v6, f.updated) for f in table.files)
+    return IPRanges(prefixes, files, table)

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from .asn import parse_provider_id
 from .budget import Budget
 from .catalog import EMAIL_ROLES, Catalog, is_foreign
 from .detector import CONFIDENCE_RANK, INFERRED, Detector, DetectorContext, Finding, TargetResolver, stronger
@@ -124,10 +125,11 @@ class Services:
 class Classifier:
     """Merges findings into dependencies and applies the ownership model, in one place."""
 
-    def __init__(self, catalog: Catalog, home: frozenset[str], today: dt.date | None = None) -> None:
+    def __init__(self, catalog: Catalog, home: frozenset[str], today: dt.date | None = None, ip: IPRanges | None = None) -> None:
         self.catalog = catalog
         self.home = home
         self.today = today
+        self.ip = ip  # names the AS organisations (provider "as<N>") that are not in the catalog
 
     def dependencies(self, findings: Iterable[Finding]) -> list[Dependency]:
         """One dependency per (category, provider). Its role is the first of its findings'
@@ -152,7 +154,7 @@ class Classifier:
         for f in merged.values():
             provider = catalog.providers.get(f.provider)
             if provider is None:
-                out.append(Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence, "", f.role))
+                out.append(self._uncatalogued(f))
                 continue
             owner = provider.owner_on(day)
             foreign = is_foreign(owner.jurisdiction, self.home)
@@ -162,12 +164,25 @@ class Classifier:
         return out
 
 
+    def _uncatalogued(self, f: Finding) -> Dependency:
+        """A provider the catalog does not know. An AS organisation (as<N>, attributed through
+        the IP-to-AS table) gets its holder and registration country; anything else no
+        jurisdiction."""
+        asn = parse_provider_id(f.provider)
+        info = self.ip.as_info(asn) if asn is not None and self.ip is not None else None
+        if info is None:
+            return Dependency(f.category, f.provider, f.service or f.provider, "", False, tuple(f.evidence), f.confidence, "", f.role)
+        name = f"AS{info.asn} {info.name}".strip()
+        foreign = is_foreign(info.country, self.home)
+        return Dependency(f.category, f.provider, name, info.country, foreign, tuple(f.evidence), f.confidence, info.name, f.role)
+
+
 class Scanner:
     def __init__(self, services: Services, detectors: Sequence[Detector], *, detector_timeout: float = 30.0, today: dt.date | None = None) -> None:
         self.services = services
         self.detectors = list(detectors)
         self.detector_timeout = detector_timeout
-        self.classifier = Classifier(services.catalog, services.home, today)
+        self.classifier = Classifier(services.catalog, services.home, today, services.ip)
 
     async def _run(self, detector: Detector, target: Target, cache: dict) -> tuple[list[Finding], list[str], float, bool, list[str]]:
         services = self.services

@@ -31,11 +31,11 @@ from dijkwacht.scanner import Dependency, TargetResult
 from dijkwacht.targets import Target
 
 MIX = {
-    "email": [("microsoft", "US"), ("google", "US"), ("transip", "BE"), ("proofpoint", "US"), ("leaseweb", "NL")],
+    "email": [("microsoft", "US"), ("google", "US"), ("transip", "GB"), ("proofpoint", "US"), ("leaseweb", "NL")],
     "video": [("microsoft", "US"), ("zoom", "US")],
     "cdn": [("cloudflare", "US"), ("akamai", "US"), ("fastly", "US")],
-    "hosting": [("transip", "BE"), ("hetzner", "DE"), ("amazon", "US"), ("ovh", "FR"), ("leaseweb", "NL")],
-    "dns": [("amazon", "US"), ("transip", "BE"), ("cloudflare", "US")],
+    "hosting": [("transip", "GB"), ("hetzner", "DE"), ("amazon", "US"), ("ovh", "FR"), ("leaseweb", "NL")],
+    "dns": [("amazon", "US"), ("transip", "GB"), ("cloudflare", "US")],
 }
 
 # A second email provider is a gateway in front of the first.

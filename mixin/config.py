@@ -43,8 +43,13 @@ class Config:
     catalog_max_age: str = "180d"
     data_age_for: str = "1h"
 
-    # Evaluation interval of the rule groups; None leaves Prometheus' global one.
+    # Evaluation interval of the alerts and the per-agent series they read; None leaves
+    # Prometheus' global one.
     rule_interval: str | None = None
+    # Evaluation interval of the overview's figures. They change once per scan interval at most
+    # and cost the most (every target's series, see docs/performance.md); under the query
+    # lookback of 5m, so an instant query always finds the latest.
+    overview_interval: str = "2m"
     # Where docs/runbooks.md is published; each alert links to its own section.
     runbook_url: str = "https://github.com/example/dijkwacht/blob/main/docs/runbooks.md"
     # Grafana: dashboard uids, tags, folder and the default time range.

@@ -237,7 +237,7 @@ def changes(cfg: Config):
         .with_panel(_stat("Moves between foreign providers", "Confirmed DNS changes from one foreign provider to (or next to) another.", in_range("foreign_to_foreign", "dns"), "none", w=6))
         .with_panel(_stat("Moves back home", "Confirmed DNS changes after which nothing foreign is left in the category.", in_range("foreign_to_home", "dns"), "none", w=6))
         .with_panel(_stat("Ownership changes to foreign", "Providers in use that came under a foreign parent (catalog change, no DNS change).", f"sum(increase({total}{s(matchers(eq('reason', 'ownership'), rx('kind', 'home_to_foreign|foreign_to_foreign')))}[$__range]))", "none", w=6))
-        .with_panel(_series("Confirmed changes over time", "Confirmed changes per interval, by kind and reason.", [(f"sum by (kind, reason) (increase({total}{s()}[$__interval]))", "{{kind}} ({{reason}})")], "none", w=24, bars=True).interval("1m"))
+        .with_panel(_series("Confirmed changes over time", "Confirmed changes per interval, by kind and reason.", [(f"sum by (kind, reason) (increase({total}{s()}[$__rate_interval]))", "{{kind}} ({{reason}})")], "none", w=24, bars=True).interval("1m"))
         .with_panel(_table(
             "Changes in the time range", "The latest confirmed change of every target and category that changed within the time range, newest first. Click a target for its dashboard.",
             [f"max by ({target_labels}, category, kind, reason, from_provider, to_provider, from_jurisdiction, to_jurisdiction) (dijkwacht_dependency_last_change_timestamp_seconds{s()}) * 1000 > (time() - $__range_s) * 1000"],

@@ -58,11 +58,21 @@ def recording_rules(cfg: Config) -> list[dict]:
         f" > bool on ({agent}) group_left () ({cfg.stale_intervals} * dijkwacht_scan_interval_seconds{s()}))"
         f" * on ({target}) ({r['target_errors']} == bool 0)"
     )
-    rules = [
-        # Per target (16,500 series for 16,500 targets, from five times as many): read once here,
-        # by the figures and alerts below. Rules of a group run in order, so later ones see these.
+    health = [
+        # Per target (16,500 series for 16,500 targets, from five times as many): read once per
+        # evaluation, by the figures and alerts below.
         (r["target_foreign"], f"max by ({target}) ({foreign01})"),
         (r["target_errors"], f"sum by ({target}) (dijkwacht_scan_errors{s()})"),
+        # Per agent: what the alerts compare against.
+        (
+            r["dns_failed_ratio"],
+            f"sum by ({agent}) (rate(dijkwacht_dns_queries_total{s(failed)}[{cfg.dns_window}]))"
+            f" / sum by ({agent}) (rate(dijkwacht_dns_queries_total{s()}[{cfg.dns_window}]))",
+        ),
+        (r["stale"], f"sum by ({agent}) ({stale})"),
+        (r["detector_failing_ratio"], f"avg by ({agent}, detector) (dijkwacht_scan_errors{s()} > bool 0)"),
+    ]
+    overview = [
         # The headline: targets with any foreign dependency (of those with a completed scan).
         (r["scanned"], f"count({r['target_foreign']})"),
         (r["foreign"], f"sum({r['target_foreign']})"),
@@ -84,20 +94,21 @@ def recording_rules(cfg: Config) -> list[dict]:
         (r["group_foreign"], f"sum by ({g}) ({r['target_foreign']} * {with_group})"),
         (r["group_foreign_ratio"], f"{r['group_foreign']} / {r['group_scanned']}"),
         (r["group_category_foreign_ratio"], f"avg by ({g}, category) ({foreign01} * {with_group})"),
-        # Agent health, per agent: what the alerts below compare against.
-        (
-            r["dns_failed_ratio"],
-            f"sum by ({agent}) (rate(dijkwacht_dns_queries_total{s(failed)}[{cfg.dns_window}]))"
-            f" / sum by ({agent}) (rate(dijkwacht_dns_queries_total{s()}[{cfg.dns_window}]))",
-        ),
-        (r["stale"], f"sum by ({agent}) ({stale})"),
-        (r["detector_failing_ratio"], f"avg by ({agent}, detector) (dijkwacht_scan_errors{s()} > bool 0)"),
     ]
-    group: dict = {"name": "dijkwacht.rules"}
-    if cfg.rule_interval:
-        group["interval"] = cfg.rule_interval
-    group["rules"] = [{"record": name, "expr": expr} for name, expr in rules]
-    return [group]
+    # Rules of a group run in order (later ones read the earlier ones' results); the overview
+    # group reads the health group's latest per-target series.
+    return [
+        _group("dijkwacht.health", cfg.rule_interval, [{"record": name, "expr": expr} for name, expr in health]),
+        _group("dijkwacht.overview", cfg.overview_interval, [{"record": name, "expr": expr} for name, expr in overview]),
+    ]
+
+
+def _group(name: str, interval: str | None, rules: list[dict]) -> dict:
+    group: dict = {"name": name}
+    if interval:
+        group["interval"] = interval
+    group["rules"] = rules
+    return group
 
 
 def _anchor(name: str) -> str:
@@ -251,7 +262,7 @@ def alert_rules(cfg: Config) -> list[dict]:
             for_=cfg.reload_failed_for,
             severity=sev["warning"],
             summary="dijkwacht on {{ $labels.instance }} failed to reload its configuration",
-            description="The last reload (SIGHUP or POST /-/reload) failed; the agent runs on with the previous configuration"
+            description="The last reload (of a changed file, on SIGHUP or POST /-/reload) failed; the agent runs on with the previous configuration"
             " and would not start with the broken one.",
         ),
     ]
@@ -267,8 +278,4 @@ def alert_rules(cfg: Config) -> list[dict]:
             "runbook_url": f"{cfg.runbook_url}#{_anchor(a['alert'])}",
         }
         rules.append(rule)
-    group: dict = {"name": "dijkwacht.alerts"}
-    if cfg.rule_interval:
-        group["interval"] = cfg.rule_interval
-    group["rules"] = rules
-    return [group]
+    return [_group("dijkwacht.alerts", cfg.rule_interval, rules)]

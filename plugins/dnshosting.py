@@ -1,7 +1,8 @@
 """DNS hosting: who serves a domain's zone, from its NS records.
 
 Nameserver names are matched by the catalog (awsdns, azure-dns, ns.cloudflare.com...);
-nameservers the catalog does not know are classified by the IP ranges of their addresses.
+nameservers the catalog does not know are classified by the IP ranges of their addresses, else
+by the AS that routes them (IP-to-AS table).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class DnsHostingDetector(Detector):
                 found += [Finding.from_fact(f, f"NS {host}") for f in facts]
                 continue
             addresses, _ = await ctx.dns.addresses(host)
-            for finding in address_findings(ctx, CATEGORY, f"NS {host}", addresses, role="hosting"):
+            for finding in address_findings(ctx, CATEGORY, f"NS {host}", addresses, role="hosting", by_as=True):
                 finding.confidence = INDICATED
                 found.append(finding)
         return found

@@ -3,7 +3,7 @@
 Inbound: MX hosts matched by the catalog (a security gateway such as Proofpoint in front of a
 mailbox provider is reported as well as the mailbox provider); an MX host the catalog does not
 know is classified by the IP ranges of its addresses (self-hosted mail on a Leaseweb server
-is a dependency on Leaseweb). A null MX ("0 .") means the domain takes no mail.
+is a dependency on Leaseweb), else by the AS that routes them (IP-to-AS table, indicated). A null MX ("0 .") means the domain takes no mail.
 Outbound and tenancy: SPF includes (walked per RFC 7208), DKIM selector records and the
 autodiscover CNAME. A newsletter or transactional service in SPF (Mailchimp, SendGrid...) has
 the role `sending`, never `mailbox`; so has a provider whose network SPF allows to send. Verification TXT tokens (MS=..., google-site-verification=...) are only
@@ -79,7 +79,7 @@ class EmailDetector(Detector):
                 continue
             by_name = False
             addresses, _ = await ctx.dns.addresses(host)
-            found += address_findings(ctx, CATEGORY, evidence, addresses, role="hosting")
+            found += address_findings(ctx, CATEGORY, evidence, addresses, role="hosting", by_as=True)
         return found, by_name
 
     async def _spf(self, domain: str, ctx: DetectorContext) -> list[Finding]:

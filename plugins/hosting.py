@@ -1,9 +1,10 @@
 """Hosting: where a domain's web servers run.
 
 The apex and www addresses are classified by the providers' IP ranges; hosting platforms seen
-in a CNAME chain (azurewebsites.net, herokuapp.com...) are reported too; a PTR name is the
-fallback for an address no range file knows. A name fronted by a CDN is not claimed to be
-hosted by the CDN: its edge addresses say nothing about where the origin runs.
+in a CNAME chain (azurewebsites.net, herokuapp.com...) are reported too. An address no range
+file knows is attributed through its AS (IP-to-AS table) when the catalog lists that AS, else
+by a PTR name the catalog knows, else to the AS's holder. A name fronted by a CDN is not
+claimed to be hosted by the CDN: its edge addresses say nothing about where the origin runs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dijkwacht.detector import INDICATED, Detector, DetectorContext, Finding
 from dijkwacht.dns import DATA
 from dijkwacht.targets import Target
 
-from ._common import address_findings, host_names
+from ._common import address_findings, as_finding, host_names
 
 CATEGORY = "hosting"
 
@@ -42,11 +43,18 @@ class HostingDetector(Detector):
             if fronted:
                 continue
             for address in addresses:
-                owners = ctx.ip.lookup(address)
-                if owners:
-                    found += address_findings(ctx, CATEGORY, f"A/AAAA {name}", [address], role="hosting")
-                elif self.options["ptr_fallback"]:
-                    found += await self._ptr(address, name, ctx)
+                label = f"A/AAAA {name}"
+                if ctx.ip.lookup(address):
+                    found += address_findings(ctx, CATEGORY, label, [address], role="hosting")
+                    continue
+                # No range file claims it: the AS if the catalog knows it, else a PTR name the
+                # catalog knows, else the AS's holder.
+                by_as = as_finding(ctx, CATEGORY, label, address)
+                if by_as is not None and by_as.provider in catalog.providers:
+                    found.append(by_as)
+                    continue
+                by_ptr = await self._ptr(address, name, ctx) if self.options["ptr_fallback"] else []
+                found += by_ptr or ([by_as] if by_as is not None else [])
         return found
 
     @staticmethod

@@ -4,7 +4,8 @@ Teams is confirmed by its DNS records (lyncdiscover and sip CNAMEs, _sipfederati
 _sip._tls SRV records pointing at online.lync.com; the latter of each pair only when the first
 found nothing). Zoom and Webex publish
 domain-verification TXT tokens: those indicate an account. Google Meet has no DNS footprint of
-its own: it is inferred from Google Workspace mail and marked as such.
+its own: it is inferred from Google Workspace mail and marked as such, and only for a domain
+where no other video service left a record (a Workspace domain on Teams or Zoom is no Meet user).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class VideoDetector(Detector):
         if txt.status == DATA:
             for text in txt.records:
                 found += [Finding.from_fact(f, f"TXT {text[:80]}") for f in catalog.match_txt(text, CATEGORY)]
+        if found:  # a domain with Teams, Zoom or Webex records does not get Meet guessed too
+            return found
         mx = await ctx.dns.resolve(domain, "MX")
         if mx.status == DATA:
             for priority, host in mx.records:

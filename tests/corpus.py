@@ -117,7 +117,7 @@ ziekenhuis-g.nl TXT "v=spf1 include:pphosted.com include:spf.protection.outlook.
 ministerie-h.nl MX 10 eu-smtp-inbound-1.mimecast.com.
 ministerie-h.nl TXT "v=spf1 include:_netblocks.mimecast.com -all"
 selector1._domainkey.ministerie-h.nl CNAME selector1-ministerie-h-nl._domainkey.minh.onmicrosoft.com.
-""", [("email", "mimecast", C), ("email", "microsoft", C)], note="Mimecast + M365 tenant via DKIM CNAME"),
+""", [("email", "mimecast", C), ("email", "microsoft", I)], note="Mimecast + M365 tenant via DKIM CNAME (lingers after a migration: indicated)"),
     case("provincie-i.nl", """
 provincie-i.nl MX 10 d123.ess.barracudanetworks.com.
 """, [("email", "barracuda", C)]),
@@ -198,7 +198,7 @@ dkim-w.nl MX 10 mail.dkim-w.nl.
 mail.dkim-w.nl A 195.230.171.123
 selector1._domainkey.dkim-w.nl CNAME selector1-dkim-w-nl._domainkey.dkimw.onmicrosoft.com.
 autodiscover.dkim-w.nl CNAME autodiscover.outlook.com.
-""", [("email", "microsoft", C)], note="on-prem MX but a Microsoft 365 tenant (DKIM + autodiscover)"),
+""", [("email", "microsoft", I)], note="on-prem MX but Microsoft 365 tenant records (DKIM + autodiscover): hybrid or left over, indicated"),
     # ---- video ---------------------------------------------------------------------------
     case("gemeente-x.nl", """
 gemeente-x.nl MX 0 gemeente-a-nl.mail.protection.outlook.com.

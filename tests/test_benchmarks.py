@@ -42,13 +42,22 @@ def test_metrics_scrape_benchmark_smoke():
     assert "targets: 300" in done.stdout and "scrape: median" in done.stdout
 
 
+def test_asn_lookup_benchmark_smoke():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "asn_lookup.py"), "--v4-rows", "3000", "--v6-rows", "500", "--lookups", "2000"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3,000 IPv4 + 500 IPv6 rows" in done.stdout and "lookup: AS table" in done.stdout
+
+
 def test_rules_query_benchmark_smoke():
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "rules_query.py"), "--targets", "300", "--evaluations", "2", "--repeat", "1", "--interval", "2s"],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "targets: 300" in done.stdout and "dijkwacht.rules" in done.stdout and "the whole overview" in done.stdout
+    assert "targets: 300" in done.stdout and "group dijkwacht.overview" in done.stdout and "the whole overview" in done.stdout
 
 
 def test_helm_scale_benchmark_smoke():
@@ -58,3 +67,11 @@ def test_helm_scale_benchmark_smoke():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "target ConfigMaps: 2," in done.stdout and "agent: load 2,000 targets" in done.stdout
+
+
+def test_report_benchmark_smoke():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py"), "--domains", "300", "--runs", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "synthesized 300 domains" in done.stdout and "| report --format html |" in done.stdout
+    assert "| agent /report over HTTP, later requests" in done.stdout

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dijkwacht.catalog import EEA, EU, HostMatcher, Fact, expand_home, load_catalog
+from dijkwacht.catalog import EEA, EU, STATUSES, HostMatcher, Fact, expand_home, load_catalog
 from dijkwacht.errors import ConfigError
 
 from .conftest import IP_RANGES, shared
@@ -33,6 +33,33 @@ def test_every_fact_and_ownership_record_has_a_public_source(catalog):
             assert record.source.startswith("https://"), (provider.id, record)
 
 
+def test_every_provider_names_its_top_of_the_chain_how_it_controls_and_a_source(catalog):
+    """The ownership rule (docs/catalog.md) applied to every provider: a parent, its
+    jurisdiction, how it controls the operator, and where that can be read."""
+    assert len(catalog.providers) >= 124  # 64 before the coverage work, 60 or more added
+    for provider in catalog.providers.values():
+        assert provider.parent.strip() and provider.operator.strip(), provider.id
+        assert re.fullmatch(r"[A-Z]{2}", provider.jurisdiction), provider.id
+        assert len(provider.control.split()) >= 3, (provider.id, provider.control)
+        assert provider.source.startswith("https://"), provider.id
+        for record in provider.ownership:
+            assert isinstance(record.effective, dt.date) and record.status in STATUSES, (provider.id, record)
+            assert record.parent.strip() and re.fullmatch(r"[A-Z]{2}", record.jurisdiction), (provider.id, record)
+
+
+def test_the_rule_cases_of_the_audit(catalog):
+    today = dt.date(2026, 12, 1)
+    # private-equity owners are the parent, by their manager's domicile, for everyone alike
+    assert {pid: catalog.owner(pid, today).jurisdiction for pid in ("sophos", "proofpoint", "barracuda", "mimecast", "transip", "combell")} == {
+        "sophos": "US", "proofpoint": "US", "barracuda": "US", "mimecast": "GB", "transip": "GB", "combell": "GB"}
+    assert "largest single investor" in catalog.providers["transip"].control
+    assert catalog.owner("solvinity", today).jurisdiction == "GB"
+    assert "56.55 %" in catalog.providers["a1-telekom"].control
+    assert "Enschede" in catalog.providers["antagonist"].note
+    assert {catalog.providers[p].parent for p in ("yourhosting", "argeweb", "gandi")} == {"Your.Online"}
+    assert {catalog.providers[p].group for p in ("transip", "combell", "byte", "vevida")} == {"team.blue NV (BE)"}
+
+
 def test_dated_ownership(catalog):
     zivver = catalog.providers["zivver"]
     assert zivver.jurisdiction == "NL"
@@ -41,7 +68,7 @@ def test_dated_ownership(catalog):
     assert now.jurisdiction == "US" and "Kiteworks" in now.parent and now.since is not None
     solvinity = catalog.providers["solvinity"]
     assert {r.status for r in solvinity.ownership} >= {"announced", "prohibited"}
-    assert solvinity.owner_on(dt.date(2026, 11, 25)).jurisdiction == "NL"  # the Kyndryl deal was blocked
+    assert solvinity.owner_on(dt.date(2026, 11, 25)).jurisdiction == "GB"  # British owners; the Kyndryl deal was blocked
     assert catalog.owner("hornetsecurity", dt.date(2026, 6, 1)).jurisdiction == "US"
 
 
@@ -87,6 +114,26 @@ def test_host_matching_is_on_label_boundaries():
         ("ns", "ns1-01.azure-dns.com", "dns", "microsoft"),
         ("ns", "ada.ns.cloudflare.com", "dns", "cloudflare"),
         ("ptr", "static.1.2.3.4.clients.your-server.de", "hosting", "hetzner"),
+        ("mx", "smtp.asp-bgld.at", "email", "asp-burgenland"),
+        ("mx", "mx1.bon.at", "email", "a1-telekom"),
+        ("mx", "smx01.a1.net", "email", "a1-telekom"),
+        ("spf", "mxs.post.at", "email", "post-at"),
+        ("spf", "spf.ess.de.barracudanetworks.com", "email", "barracuda"),
+        ("spf", "spf.tmes.trendmicro.eu", "email", "trendmicro"),
+        ("mx", "mx19a.antispameurope.com", "email", "hornetsecurity"),
+        ("spf", "_spf.hier-im-netz.de", "email", "deutsche-telekom"),
+        ("ns", "ns1.first-ns.de", "dns", "hetzner"),
+        ("ns", "ns-123-a.gandi.net", "dns", "gandi"),
+        ("mx", "mailstore1.secureserver.net", "email", "godaddy"),
+        ("ns", "ns01.domaincontrol.com", "dns", "godaddy"),
+        ("mx", "mx.surfmailfilter.nl", "email", "surf"),
+        ("mx", "mxlbpu.ispgateway.de", "email", "domainfactory"),
+        ("mx", "w00e5cf7.kasserver.com", "email", "all-inkl"),
+        ("spf", "spf-de.emailsignatures365.com", "email", "codetwo"),
+        ("spf", "spf.mailjet.com", "email", "mailjet"),
+        ("cname", "x.kxcdn.com", "cdn", "keycdn"),
+        ("cname", "x.llnwd.net", "cdn", "edgio"),
+        ("ns", "ns1.desec.io", "dns", "desec"),
     ],
 )
 def test_well_known_fingerprints(catalog, kind, name, category, provider):
@@ -134,6 +181,7 @@ source = "https://intranet.example"
     ("text", "message"),
     [
         ('[providers.Bad_Id]\nname = "x"\n', "line 1: providers.Bad_Id: provider id must be a lowercase slug"),
+        ('[providers.as8447]\nname = "x"\n', "line 1: providers.as8447: ids as<number> are reserved for AS organisations"),
         ('[providers.x]\nname = "x"\njurisdiction = "USA"\nsource = "https://x"\n', "line 3: providers.x.jurisdiction: 'USA' is not an ISO"),
         ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\ncolour = "red"\n', "line 5: providers.x.colour: unknown key"),
         ('[providers.x]\nname = "x"\nsource = "https://x"\n', "lacks required key 'jurisdiction'"),

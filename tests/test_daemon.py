@@ -24,9 +24,9 @@ from dijkwacht.testing import parse_zone
 
 # TTL 0 on the record that changes: the resolver library may cache answers for their TTL.
 ZONE = """
-gemeente.nl 0 MX 10 mx.transip.email.
-gemeente.nl 0 TXT "v=spf1 include:_spf.transip.email -all"
-gemeente.nl NS ns0.transip.net.
+gemeente.nl 0 MX 10 mailfilter.hostnet.nl.
+gemeente.nl 0 TXT "v=spf1 include:_spf.hostnet.nl -all"
+gemeente.nl NS ns1.hostnet.nl.
 ziekenhuis.nl MX 0 ziekenhuis-nl.mail.protection.outlook.com.
 ziekenhuis.nl TXT "v=spf1 include:spf.protection.outlook.com -all"
 """
@@ -150,12 +150,12 @@ async def test_reload_with_broken_config_keeps_the_old_one(running):
 async def test_zone_change_is_confirmed_then_shown(running):
     daemon, http, base, server, _ = running
     await wait_for(lambda: daemon.ready)
-    moved = ZONE.replace("mx.transip.email.", "gemeente-nl.mail.protection.outlook.com.").replace("_spf.transip.email", "spf.protection.outlook.com")
+    moved = ZONE.replace("mailfilter.hostnet.nl.", "gemeente-nl.mail.protection.outlook.com.").replace("_spf.hostnet.nl", "spf.protection.outlook.com")
     server.load(parse_zone(moved))
     await wait_for(lambda: ("gemeente.nl", "email") in daemon.snapshot.last_changes, timeout=15)
     async with http.get(f"{base}/metrics") as response:
         text = await response.text()
-    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="BE",from_provider="transip",kind="home_to_foreign",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
+    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="NL",from_provider="hostnet",kind="home_to_foreign",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
     assert 'dijkwacht_dependency_changes_total{category="email",kind="home_to_foreign",reason="dns"} 1.0' in text
     assert 'dijkwacht_dependency_changes_total{category="email",kind="foreign_to_foreign",reason="dns"} 0.0' in text
 

@@ -25,18 +25,18 @@ from .knot import Knot, free_port
 pytestmark = pytest.mark.e2e
 
 PROVIDERS = """
-mx.transip.email A 37.97.1.1
-_spf.transip.email TXT "v=spf1 ip4:149.210.0.0/16 -all"
+mailfilter.hostnet.nl A 195.230.171.201
+_spf.hostnet.nl TXT "v=spf1 ip4:195.230.171.0/24 -all"
 gemeente-nl.mail.protection.outlook.com A 52.101.68.1
 spf.protection.outlook.com TXT "v=spf1 ip4:40.92.0.0/15 -all"
 """
 BEFORE = PROVIDERS + """
-gemeente.nl 0 MX 10 mx.transip.email.
-gemeente.nl 0 TXT "v=spf1 include:_spf.transip.email -all"
+gemeente.nl 0 MX 10 mailfilter.hostnet.nl.
+gemeente.nl 0 TXT "v=spf1 include:_spf.hostnet.nl -all"
 ziekenhuis.nl 0 MX 0 ziekenhuis-nl.mail.protection.outlook.com.
 """
-AFTER = BEFORE.replace("10 mx.transip.email.", "0 gemeente-nl.mail.protection.outlook.com.").replace(
-    "include:_spf.transip.email", "include:spf.protection.outlook.com"
+AFTER = BEFORE.replace("10 mailfilter.hostnet.nl.", "0 gemeente-nl.mail.protection.outlook.com.").replace(
+    "include:_spf.hostnet.nl", "include:spf.protection.outlook.com"
 )
 
 
@@ -113,7 +113,7 @@ labels = {{ sector = "hospital" }}
     knot.stop()
 
 
-DUTCH = 'dijkwacht_dependency_info{category="email",confidence="confirmed",foreign="false",jurisdiction="BE",provider="transip",role="mailbox",target="gemeente.nl"} 1.0'
+DUTCH = 'dijkwacht_dependency_info{category="email",confidence="indicated",foreign="false",jurisdiction="NL",provider="hostnet",role="mailbox",target="gemeente.nl"} 1.0'
 MICROSOFT = 'dijkwacht_dependency_info{category="email",confidence="confirmed",foreign="true",jurisdiction="US",provider="microsoft",role="mailbox",target="gemeente.nl"} 1.0'
 
 
@@ -137,14 +137,14 @@ def test_move_to_microsoft_is_confirmed_and_survives_kill_9(setup):
     wait(lambda: agent.history(), what="change in history")
     [change] = agent.history()
     assert (change["target"], change["category"], change["reason"]) == ("gemeente.nl", "email", "dns")
-    assert (change["from"], change["to"]) == (["transip"], ["microsoft"])
-    assert (change["from_jurisdiction"], change["to_jurisdiction"], change["to_foreign"]) == ("BE", "US", True)
+    assert (change["from"], change["to"]) == (["hostnet"], ["microsoft"])
+    assert (change["from_jurisdiction"], change["to_jurisdiction"], change["to_foreign"]) == ("NL", "US", True)
     assert "MX 0 gemeente-nl.mail.protection.outlook.com" in change["evidence"]
     text = agent.metrics()
     assert MICROSOFT in text and DUTCH not in text
-    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="BE",from_provider="transip",kind="home_to_foreign",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
+    assert 'dijkwacht_dependency_last_change_timestamp_seconds{category="email",from_jurisdiction="NL",from_provider="hostnet",kind="home_to_foreign",reason="dns",target="gemeente.nl",to_foreign="true",to_jurisdiction="US",to_provider="microsoft"}' in text
     table = subprocess.run([sys.executable, "-m", "dijkwacht.cli", "history", "--config", str(agent.config)], capture_output=True, text=True).stdout
-    assert "gemeente.nl  email  dns  transip (BE) -> microsoft (US)  FOREIGN" in table
+    assert "gemeente.nl  email  dns  hostnet (NL) -> microsoft (US)  FOREIGN" in table
 
     # kill -9 and restart: the last known state is served at once, and no spurious events.
     agent.process.send_signal(signal.SIGKILL)

@@ -3,6 +3,7 @@ the detector corpus, with the shared IP range snapshot. Only 127.0.0.1 is contac
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -51,6 +52,24 @@ def test_scan_of_the_corpus_matches_exactly(knot):
         for dep in result["dependencies"]:
             assert set(dep) >= {"category", "provider", "name", "jurisdiction", "foreign", "evidence"}
     assert problems == []
+
+
+def test_an_address_no_range_file_claims_is_attributed_through_its_as(knot, tmp_path):
+    """With an ip2asn table in the data dir, stad-o.nl's self-hosted mail server (an address no
+    range file claims) is attributed to the AS that routes it, as indicated."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in IP_RANGES.glob("*.txt"):
+        (data / path.name).symlink_to(path)
+    rows = "195.230.171.0\t195.230.171.255\t64496\tNL\tEXAMPLE-HOSTING Example Hosting B.V.\n"
+    (data / "ip2asn-combined.tsv.gz").write_bytes(gzip.compress(rows.encode()))
+    done = scan("--nameserver", knot.address, "--data-dir", str(data), "--timeout", "1", "--detector", "email", "stad-o.nl", "gemeente-a.nl")
+    assert done.returncode == 0, done.stderr
+    stad, gemeente = json.loads(done.stdout)
+    [dep] = stad["dependencies"]
+    assert (dep["provider"], dep["name"], dep["jurisdiction"], dep["foreign"]) == ("as64496", "AS64496 EXAMPLE-HOSTING Example Hosting B.V.", "NL", False)
+    assert (dep["role"], dep["confidence"], dep["evidence"]) == ("mailbox", "indicated", ["MX 10 mail.stad-o.nl 195.230.171.116 (AS64496 EXAMPLE-HOSTING Example Hosting B.V., NL)"])
+    assert [(d["provider"], d["confidence"]) for d in gemeente["dependencies"]] == [("microsoft", "confirmed")]  # by name: the table is not asked
 
 
 def test_servfail_zone_is_an_error_for_every_detector(knot):
@@ -134,7 +153,8 @@ def test_demo_scan_of_the_readme_works_offline():
     deps = {t: {(d["category"], d["provider"]) for d in r["dependencies"]} for t, r in results.items()}
     assert deps["gemeente.example"] == {("email", "microsoft"), ("video", "microsoft"), ("cdn", "cloudflare"), ("dns", "amazon")}
     assert deps["ziekenhuis.example"] == {("email", "microsoft"), ("email", "proofpoint"), ("dns", "transip")}
-    assert deps["waterschap.example"] == {("email", "transip")}
+    assert deps["waterschap.example"] == {("email", "hostnet")}
+    assert not any(d["foreign"] for d in results["waterschap.example"]["dependencies"])  # the demo's home case
     assert {e["detector"] for e in results["ministerie.example"]["errors"]} == {"email", "video"}
 
 

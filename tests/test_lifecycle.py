@@ -5,6 +5,7 @@ address families; reload when an input file changes; the missing-data signal for
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import sqlite3
 
@@ -130,6 +131,24 @@ async def test_new_range_file_is_loaded_without_a_restart(agent, tmp_path):
     try:
         (data / "amazon.txt").write_text("# fetched: 2026-11-30T00:00:00+00:00\n192.0.2.0/24\n")
         await wait_for(lambda: 'dijkwacht_ip_ranges_prefixes{provider="amazon"} 1.0' in daemon.metrics().decode(), timeout=10)
+    finally:
+        daemon._stopping.set()
+        await watcher
+
+
+async def test_new_ip_to_as_table_is_loaded_without_a_restart(agent, tmp_path):
+    data = tmp_path / "ip-ranges"
+    data.mkdir()
+    daemon, _, _ = await agent(extra="", interval="1h")
+    config = tmp_path / "dijkwacht.toml"
+    config.write_text(config.read_text().replace("[agent]\n", f'[agent]\ndata_dir = "{data}"\n', 1))
+    await daemon.reload()
+    watcher = asyncio.create_task(daemon.watch(0.1))
+    try:
+        rows = "192.0.2.0\t192.0.2.255\t64500\tNL\tEXAMPLE-AS\n198.51.100.0\t198.51.100.255\t64501\tAT\tOTHER-AS\n"
+        (data / "ip2asn-combined.tsv.gz").write_bytes(gzip.compress(rows.encode()))
+        await wait_for(lambda: 'dijkwacht_ip_ranges_prefixes{provider="ip2asn"} 2.0' in daemon.metrics().decode(), timeout=10)
+        assert daemon.data.ranges.origin("198.51.100.7").country == "AT"
     finally:
         daemon._stopping.set()
         await watcher

@@ -230,13 +230,17 @@ LOCAL = "www.ex.nl A 127.0.0.1\n"
         ({"Server": "cloudflare"}, [("cloudflare", C, "server: cloudflare")]),
         ({"X-Amz-Cf-Id": "Q2xvdWRGcm9udA=="}, [("amazon", C, "x-amz-cf-id: Q2xvdWRGcm9udA==")]),
         ({"X-Served-By": "cache-ams21080-AMS"}, [("fastly", C, "x-served-by: cache-ams21080-AMS")]),
+        ({"X-Served-By": "cache-fra-eddf8230020-FRA, cache-ams21080-AMS"}, [("fastly", C, "x-served-by: cache-fra-eddf8230020-FRA, cache-ams21080-AMS")]),
+        ({"X-Served-By": "cache-web01"}, []),  # any Varnish may say it served the page from its cache
+        ({"Server": "BunnyCDN-DE1-1048", "CDN-PullZone": "123456"}, [("bunny", C, "server: BunnyCDN-DE1-1048"), ("bunny", I, "cdn-pullzone: 123456")]),
+        ({"CDN-RequestId": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}, []),  # a generic name other CDNs use too
         ({"Server": "AkamaiGHost"}, [("akamai", I, "server: AkamaiGHost")]),
         ({"cf-ray": "x" * 200}, [("cloudflare", C, ("cf-ray: " + "x" * 200)[:100])]),  # evidence is cut
         ({"Server": "nginx"}, []),
         ({"Server": "nginx (behind cloudflare)"}, []),  # the value must start with "cloudflare"
         ({"X-GitHub-Request-Id": "AB12"}, []),  # a hosting header is not the CDN detector's business
     ],
-    ids=["cf-ray", "server-cloudflare", "x-amz-cf-id", "fastly", "akamai", "long", "nginx", "near-miss", "hosting-header"],
+    ids=["cf-ray", "server-cloudflare", "x-amz-cf-id", "fastly", "fastly-shield", "varnish", "bunny", "generic-request-id", "akamai", "long", "nginx", "near-miss", "hosting-header"],
 )
 async def test_cdn_response_headers_are_findings_with_the_header_as_evidence(web_server, prober, headers, found):
     site = await web_server(respond(headers))

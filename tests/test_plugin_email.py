@@ -104,7 +104,7 @@ selector1._domainkey.ex.nl CNAME {ONMICROSOFT}.
     assert run.summary == expect(
         f("email", "proofpoint", C, "MX 10 mx0a-001.pphosted.com"),
         f("email", "microsoft", I, "SPF include:spf.protection.outlook.com"),
-        f("email", "microsoft", C, f"DKIM selector1._domainkey CNAME {ONMICROSOFT}"),
+        f("email", "microsoft", I, f"DKIM selector1._domainkey CNAME {ONMICROSOFT}"),
     )
 
 
@@ -133,8 +133,8 @@ spf.protection.outlook.com TXT "v=spf1 ip4:40.92.0.0/15 -all"
 @pytest.mark.parametrize(
     "cname, found",
     [
-        (ONMICROSOFT, [f("email", "microsoft", C, f"DKIM selector1._domainkey CNAME {ONMICROSOFT}")]),
-        ("selector1-ex-nl._domainkey.ex.n-v1.dkim.mail.microsoft", [f("email", "microsoft", C, "DKIM selector1._domainkey CNAME selector1-ex-nl._domainkey.ex.n-v1.dkim.mail.microsoft")]),
+        (ONMICROSOFT, [f("email", "microsoft", I, f"DKIM selector1._domainkey CNAME {ONMICROSOFT}")]),
+        ("selector1-ex-nl._domainkey.ex.n-v1.dkim.mail.microsoft", [f("email", "microsoft", I, "DKIM selector1._domainkey CNAME selector1-ex-nl._domainkey.ex.n-v1.dkim.mail.microsoft")]),
         ("selector1.dkim.hoster.example", []),
     ],
     ids=["onmicrosoft", "new-format", "unknown"],
@@ -187,7 +187,7 @@ k2._domainkey.ex.nl CNAME abcdef.dkim.amazonses.com.
 """
     run, server = await scan(dns_server, zone, cname_selectors=["s1", "k2"])
     assert run.summary == expect(
-        f("email", "microsoft", C, "DKIM s1._domainkey CNAME s1-ex-nl._domainkey.other.onmicrosoft.com"),
+        f("email", "microsoft", I, "DKIM s1._domainkey CNAME s1-ex-nl._domainkey.other.onmicrosoft.com"),
         f("email", "amazon", C, "DKIM k2._domainkey CNAME abcdef.dkim.amazonses.com"),
     )
     assert asked(server, "selector1._domainkey.ex.nl", "CNAME") == 0
@@ -226,7 +226,7 @@ async def test_an_extra_selector_the_catalog_knows_keeps_its_provider(dns_server
 @pytest.mark.parametrize(
     "cname, found",
     [
-        ("autodiscover.outlook.com", [f("email", "microsoft", C, "CNAME autodiscover.ex.nl -> autodiscover.outlook.com")]),
+        ("autodiscover.outlook.com", [f("email", "microsoft", I, "CNAME autodiscover.ex.nl -> autodiscover.outlook.com")]),
         ("autodiscover.mail.eu-west-1.awsapps.com", [f("email", "amazon", I, "CNAME autodiscover.ex.nl -> autodiscover.mail.eu-west-1.awsapps.com")]),
         ("autodiscover.hoster.example", []),
     ],
@@ -279,8 +279,8 @@ selector1._domainkey.ex.nl CNAME {ONMICROSOFT}.
 autodiscover.ex.nl CNAME autodiscover.outlook.com.
 """
 TENANT_FINDINGS = [
-    f("email", "microsoft", C, f"DKIM selector1._domainkey CNAME {ONMICROSOFT}"),
-    f("email", "microsoft", C, "CNAME autodiscover.ex.nl -> autodiscover.outlook.com"),
+    f("email", "microsoft", I, f"DKIM selector1._domainkey CNAME {ONMICROSOFT}"),
+    f("email", "microsoft", I, "CNAME autodiscover.ex.nl -> autodiscover.outlook.com"),
 ]
 
 

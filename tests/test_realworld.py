@@ -131,9 +131,11 @@ KNOWN = {
     # Hornetsecurity gateway in front of Microsoft 365.
     "stveit.com": ({("hornetsecurity", "confirmed"), ("microsoft", "indicated")}, "gateway", "microsoft", "microsoft"),
     # SEPPmail cloud gateway (CH) in front of Microsoft 365: SPF tells what is behind it.
-    "aspach.at": ({("seppmail", "confirmed"), ("microsoft", "indicated")}, "gateway", "microsoft", "microsoft"),
+    # A1's SPF include names A1 as a further (indicated) mail provider.
+    "aspach.at": ({("seppmail", "confirmed"), ("microsoft", "indicated"), ("a1-telekom", "indicated")}, "gateway", "microsoft", "microsoft"),
     # Carinthia's shared domain: Cisco Secure Email gateway; the study says domestic (GSZ).
-    "ktn.gde.at": ({("cisco", "confirmed")}, "gateway", "gateway", "domestic"),
+    # Post's SPF include is a sender, not a mailbox.
+    "ktn.gde.at": ({("cisco", "confirmed"), ("post-at", "indicated")}, "gateway", "gateway", "domestic"),
     # Self-hosted: nothing the catalog knows.
     "eisenstadt.at": (set(), "unrecognised", "unrecognised", "domestic"),
     # A Hetzner server (the catalog's your-server.de fact is only indicated).
@@ -160,6 +162,20 @@ def test_known_row_evidence(bench):
     assert purbach.jurisdiction == "US" and purbach.foreign
     cisco = bench.run.results["ktn.gde.at"].dependencies[0]
     assert cisco.evidence == ("MX 10 mx1.hc1656-87.eu.iphmx.com", "MX 20 mx2.hc1656-87.eu.iphmx.com")
+    assert cisco.role == "gateway"
+
+
+def test_newsletter_and_transactional_senders_are_never_the_mailbox(bench):
+    """Post, Mailjet, CleverReach, Brevo, MailerLite... in SPF send on the domain's behalf;
+    none of them may read as "the municipality's mail is at ..."."""
+    catalog = bench.run.catalog
+    senders = {pid for pid, p in catalog.providers.items() if (email := [f for f in p.facts if f.category == "email"]) and all(f.role == "sending" for f in email)}
+    assert {"post-at", "mailjet", "cleverreach", "brevo", "mailerlite", "mailchimp", "sendgrid"} <= senders
+    seen = [d for r in bench.run.results.values() for d in r.dependencies if d.provider in senders]
+    assert len(seen) > 180  # 198 distinct domains when written (Post alone: about 300 municipalities)
+    assert {d.role for d in seen} == {"sending"}
+    mailboxes = {d.provider for r in bench.run.results.values() for d in r.dependencies if d.role == "mailbox"}
+    assert not mailboxes & senders
 
 
 def test_report_renders(bench):

@@ -252,3 +252,15 @@ def test_a_failed_write_is_rolled_back_and_reported_as_itself(tmp_path, monkeypa
     assert store.changes() == [] and providers(store) == ["transip"]
     [change] = store.record(result(deps=[dep("microsoft", "US")]), EU, now=3)
     assert change.at == 3 and store.changes() == [change]
+
+
+def test_the_report_reads_the_state_beside_a_running_agent(tmp_path):
+    from dijkwacht.report.inputs import read_state
+
+    changes = _history(tmp_path / "state.db")
+    agent = StateStore(tmp_path / "state.db")  # holds the lock, as `dijkwacht run` does
+    try:
+        loaded = read_state(str(tmp_path / "state.db"), targets=None, since=0)
+    finally:
+        agent.close()
+    assert [c["at"] for c in loaded.changes] == [c.to_json()["at"] for c in changes]

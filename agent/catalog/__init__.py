@@ -30,6 +30,7 @@ _CATEGORY_ROLE = {"video": "meeting", "cdn": "cdn", "hosting": "hosting", "dns":
 _DEFAULT_CONFIDENCE = {"spf": "indicated", "txt": "indicated", "dkim": "indicated"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ISO = re.compile(r"^[A-Z]{2}$")
+_AS_ID = re.compile(r"^as\d+$")
 
 EU = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split()
@@ -77,6 +78,7 @@ class Provider:
     jurisdiction: str
     source: str
     control: str = ""  # how the parent controls the operator (docs/catalog.md, the ownership rule)
+    group: str = ""  # the group between the operator and the ultimate parent, if any (team.blue)
     ip_role: str = "hosting"
     mail_gateway: bool = False  # a filtering service in front of someone's mailbox provider
     note: str = ""
@@ -147,6 +149,11 @@ class Catalog:
                 name, _, pattern = f.value.partition(":")
                 regex = re.compile(pattern.strip(), re.IGNORECASE) if pattern.strip() else None
                 self._headers.append((name.strip().lower(), regex, f))
+        # AS number -> provider, for addresses attributed through the IP-to-AS table.
+        self.asn_providers: dict[int, str] = {}
+        for f in facts:
+            if f.kind == "asn":
+                self.asn_providers.setdefault(int(f.value), f.provider)
         self.dkim_selectors: dict[str, list[Fact]] = {}
         for f in facts:
             if f.kind == "dkim":
@@ -203,7 +210,7 @@ class _Raw:
     first: tuple[str, str] = ("<catalog>", "")  # (path, text) of the file that first named it
 
 
-_PROVIDER_KEYS = {"name", "operator", "parent", "jurisdiction", "control", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
+_PROVIDER_KEYS = {"name", "operator", "group", "parent", "jurisdiction", "control", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
 _FACT_KEYS = {"kind", "category", "value", "service", "confidence", "source", "role"}
 _OWNERSHIP_KEYS = {"parent", "jurisdiction", "status", "effective", "source", "note"}
 
@@ -236,6 +243,8 @@ def _merge(raws: dict[str, _Raw], path: str, text: str, doc: dict[str, Any]) -> 
         table = f"providers.{pid}"
         if not _ID.match(pid):
             raise _error(path, text, table, "", "provider id must be a lowercase slug ([a-z0-9-])")
+        if _AS_ID.match(pid):
+            raise _error(path, text, table, "", "ids as<number> are reserved for AS organisations found through the IP-to-AS table")
         if not isinstance(body, dict):
             raise _error(path, text, "providers", pid, "must be a table")
         extra = set(body) - _PROVIDER_KEYS
@@ -342,6 +351,7 @@ def _build(pid: str, raw: _Raw) -> Provider:
         jurisdiction=jurisdiction,
         source=data["source"],
         control=data.get("control", ""),
+        group=data.get("group", ""),
         ip_role=ip_role,
         mail_gateway=data.get("mail_gateway", False),
         note=data.get("note", ""),

@@ -293,7 +293,8 @@ class Daemon:
         if self.config is not None:
             agent = self.config.agent
             paths += [Path(p) for p in (agent.targets_file, *agent.catalog) if p]
-            for directory, suffixes in ((agent.targets_dir, (".toml", ".txt")), (agent.data_dir, (".txt",))):
+            # data_dir: the range files and the IP-to-AS table (ip2asn-*.tsv[.gz])
+            for directory, suffixes in ((agent.targets_dir, (".toml", ".txt")), (agent.data_dir, (".txt", ".tsv", ".gz"))):
                 if directory and os.path.isdir(directory):
                     paths += [p for p in sorted(Path(directory).iterdir()) if p.suffix in suffixes and not p.name.startswith(".")]
         return paths

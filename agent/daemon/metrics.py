@@ -16,36 +16,26 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .. import __version__
+from .. import __version__, figures
 from ..catalog import is_foreign
 from ..dns import STATUSES
+from ..figures import CHANGE_KINDS
 from ..ipranges import RangeFile
 from ..scanner import Dependency
 from .state import Change
 
 CACHED = " Results are cached from the last scan of each target, not measured at scrape time."
 
-# How a confirmed change moved a (target, category) relative to the home jurisdictions. Bounded,
-# so every (category, kind, reason) counter series exists from the start and increase() sees
-# the first change.
-KINDS = ("home_to_foreign", "foreign_to_foreign", "foreign_to_home", "other")
+# How a confirmed change moved a (target, category) relative to the home jurisdictions
+# (figures.change_kind, the one definition the report uses too). Bounded, so every
+# (category, kind, reason) counter series exists from the start and increase() sees the first change.
+KINDS = CHANGE_KINDS
 REASONS = ("dns", "ownership")
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 def change_kind(change: Change, home: frozenset[str]) -> str:
-    """home_to_foreign: a foreign provider came in where none was, or took a home one's place;
-    foreign_to_foreign: a foreign provider came in next to or instead of another foreign one;
-    foreign_to_home: nothing foreign is left; other: anything else (e.g. home to home)."""
-    before = {j for j in change.from_jurisdiction.split(",") if j}
-    after = {j for j in change.to_jurisdiction.split(",") if j}
-    was_foreign = any(is_foreign(j, home) for j in before)
-    if change.to_foreign:
-        home_lost = any(not is_foreign(j, home) for j in before - after)
-        return "home_to_foreign" if not was_foreign or home_lost else "foreign_to_foreign"
-    if was_foreign and not any(is_foreign(j, home) for j in after):
-        return "foreign_to_home"
-    return "other"
+    return figures.change_kind(change.from_jurisdiction, change.to_jurisdiction, change.to_foreign, home)
 
 
 @dataclass

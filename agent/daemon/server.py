@@ -10,6 +10,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .. import __version__
+from ..report.html import CSP
+from ..report.live import LiveReport
 from ..scanner import counted
 from ..targets import InvalidTarget, normalise_domain
 from .agent import Daemon, ProbeRefused, describe
@@ -85,13 +87,20 @@ def make_app(daemon: Daemon, web_config: WebConfig, *, lifecycle: bool = False) 
         registry.register(ProbeCollector(view, daemon.snapshot.home, daemon.snapshot.detectors, time.perf_counter() - started))
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    live_report = LiveReport(daemon)
+    live_report.attach(app)
+
+    async def report(_: web.Request) -> web.Response:
+        page = await live_report.page()
+        return web.Response(body=page, content_type="text/html", charset="utf-8", headers={"Content-Security-Policy": CSP})
+
     async def landing(_: web.Request) -> web.Response:
         targets = len(daemon.snapshot.views)
         state = "ready" if daemon.ready else "first scan pass in progress"
         page = f"""<!doctype html><html><head><title>dijkwacht</title></head><body>
 <h1>dijkwacht {html.escape(__version__)}</h1>
 <p>Watching {targets} targets ({html.escape(state)}).</p>
-<ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li><li><a href="-/ready">Readiness</a></li>
+<ul><li><a href="report">Sovereignty report</a></li><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li><li><a href="-/ready">Readiness</a></li>
 <li><form action="probe">Probe one domain: <input name="target" placeholder="example.nl"> <button>Scan</button></form></li></ul>
 </body></html>"""
         return web.Response(text=page, content_type="text/html")
@@ -103,6 +112,7 @@ def make_app(daemon: Daemon, web_config: WebConfig, *, lifecycle: bool = False) 
     app.router.add_post("/-/reload", reload)
     app.router.add_put("/-/reload", reload)
     app.router.add_get("/probe", probe)
+    app.router.add_get("/report", report)
     return app
 
 
