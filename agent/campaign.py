@@ -3,12 +3,15 @@
 The first pass scans the targets in input order (in this process or sharded over workers).
 A target whose lookups failed for a reason a later try may not repeat (a timeout, REFUSED,
 SERVFAIL, a detector timeout) waits; when the first pass is done, those targets are scanned
-once more by a fresh engine (no cached failures) at half the rate the first pass ended with.
-Every result is handed on the moment it is final, with its place in the input.
+once more by a fresh engine (no cached failures) at half the rate at which the resolver
+answered the first pass -- after a pause, under a limit, so that a resolver's per-second
+limit has forgotten the first pass. Every result is handed on the moment it is final, with
+its place in the input.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from .dns import TRANSIENT
 from .errors import one_line, shown
 from .progress import Progress
 from .ratelimit import RateChange, log_rate_change
@@ -25,7 +29,8 @@ from .targets import Target
 
 log = structlog.get_logger()
 
-RETRY_FLOOR = 20.0  # q/s: a retry pass after an unlimited first pass is never slower than this
+RETRY_FLOOR = 20.0  # q/s: the retry pass is not slower than this (nor than half the limit)
+RETRY_PAUSE = 2.0  # seconds between a rate-limited first pass and its retry pass
 
 
 @dataclass
@@ -65,14 +70,10 @@ class LocalSource:
 
 
 class Campaign:
-    """`retry_runtime(rate)` builds the engine and scanner of the retry pass (None: no retries)."""
-
-    def __init__(self, items: Sequence[Target | str], progress: Progress, *, workers: int, limit: float | None,
-                 concurrency: int, retry_runtime: Callable[[float], Runtime] | None) -> None:
+    def __init__(self, items: Sequence[Target | str], progress: Progress, *, workers: int, limit: float | None, concurrency: int) -> None:
         self.items = items
         self.progress = progress
         self.concurrency = concurrency
-        self.retry_runtime = retry_runtime
         self.stats = CampaignStats(workers, limit)
         self._source = None
         self._phase = "scan"
@@ -86,8 +87,9 @@ class Campaign:
             total = self._source.rate
             self.stats.lowest_rate = total if self.stats.lowest_rate is None else min(self.stats.lowest_rate, total)
 
-    async def run(self, source, emit: Callable[[int, TargetResult], None]) -> CampaignStats:
-        """Scan everything; `emit(index, result)` gets each final result."""
+    async def run(self, source, emit: Callable[[int, TargetResult], None], retry_runtime: Callable[[float], Runtime] | None) -> CampaignStats:
+        """Scan everything; `emit(index, result)` gets each final result. `retry_runtime(rate)`
+        builds the engine and scanner of the retry pass (None: no retries)."""
         self._source = source
         started = time.monotonic()
         valid = sum(isinstance(t, Target) for t in self.items)
@@ -100,7 +102,7 @@ class Campaign:
                     emit(index, TargetResult(Target(one_line(item, 253)), errors=[ScanError("input", f"invalid domain name {shown(item)}")]))
                     continue
                 result = await anext(stream)
-                hold = result.transient and self.retry_runtime is not None
+                hold = result.transient and retry_runtime is not None
                 self.progress.advance(result, pending=hold)
                 if hold:
                     pending.append((index, result))
@@ -114,25 +116,28 @@ class Campaign:
         self.stats.first_pass_seconds = time.monotonic() - started
         self.stats.queries.update(source.queries())
         self.stats.cache_hits += source.cache_hits
-        if pending:
-            await self._retry(pending, emit)
+        if pending and retry_runtime is not None:
+            await self._retry(pending, emit, retry_runtime)
         return self.stats
 
     def _retry_rate(self) -> float:
-        """Half the rate the first pass ended with; without a limit, half the rate it reached."""
-        rate = self._source.rate if self._source is not None else None
-        if rate is not None:
-            return max(1.0, rate / 2)
+        """Half the rate of the first pass' answers that did not fail (what the resolver gave
+        us), and at most half the rate the first pass ended with."""
         seconds = max(self.stats.first_pass_seconds, 1e-3)
-        return max(RETRY_FLOOR, sum(self.stats.queries.values()) / seconds / 2)
+        answered = sum(n for status, n in self.stats.queries.items() if status not in TRANSIENT) / seconds
+        end = self._source.rate if self._source is not None else None
+        if end is None:
+            return max(RETRY_FLOOR, answered / 2)
+        return max(min(RETRY_FLOOR, end / 2), min(answered, end) / 2)
 
-    async def _retry(self, pending: list[tuple[int, TargetResult]], emit: Callable[[int, TargetResult], None]) -> None:
-        assert self.retry_runtime is not None
+    async def _retry(self, pending: list[tuple[int, TargetResult]], emit: Callable[[int, TargetResult], None], retry_runtime: Callable[[float], Runtime]) -> None:
         rate = self._retry_rate()
         self.stats.retried, self.stats.retry_rate = len(pending), rate
         self._phase = "retry"
-        log.info("scan.retrying", targets=len(pending), rate=round(rate, 1))
-        runtime = self.retry_runtime(rate)
+        log.info("scan.retrying", targets=len(pending), rate=round(rate, 1), pause_s=RETRY_PAUSE if self.stats.limit is not None else 0)
+        if self.stats.limit is not None:
+            await asyncio.sleep(RETRY_PAUSE)
+        runtime = retry_runtime(rate)
         engine = runtime.engine
         self.progress.begin("retry", len(pending), lambda: sum(engine.queries.values()), lambda: engine.rate)
         results = runtime.scanner.scan_all([r.target for _, r in pending], self.concurrency)

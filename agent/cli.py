@@ -209,7 +209,7 @@ def _scan(args: argparse.Namespace) -> int:
     settings = replace(settings, max_qps=limit / workers if limit else 0)
     only = tuple(args.detector or ())
     progress = Progress(Progress.choose(args.quiet), interval=args.progress_interval)
-    campaign = Campaign(items, progress, workers=workers, limit=limit, concurrency=settings.concurrency, retry_runtime=None)
+    campaign = Campaign(items, progress, workers=workers, limit=limit, concurrency=settings.concurrency)
     pool = Workers(settings, data, config.detectors, only, valid, workers, on_rate_change=campaign.rate_changed) if workers > 1 else None
     writer = _writer(args, ip_data=not data.ranges.empty, count_inferred=settings.count_inferred)  # after the fork: no buffered output is copied
     started = time.perf_counter()
@@ -222,29 +222,36 @@ def _scan(args: argparse.Namespace) -> int:
         if pool is not None:
             pool.close(now=interrupted)
         writer.close()
-    seconds = time.perf_counter() - started
-    stats = campaign.stats
+    return _report(args, campaign.stats, tally, writer, time.perf_counter() - started, len(valid), len(items), interrupted)
+
+
+def _report(args: argparse.Namespace, stats: CampaignStats, tally: Tally, writer: Writer, seconds: float, targets: int, items: int, interrupted: bool) -> int:
+    """The end of a scan on stderr: summary, --summary-json, --stats, and how to resume."""
     fig = tally.figures()
     if not args.quiet:
         sys.stderr.write(render_summary(fig))
     if args.summary_json:
-        run = {"interrupted": interrupted, "seconds": round(seconds, 2), "workers": workers, "max_qps": limit,
-               "backoffs": stats.backoffs, "lowest_qps": stats.lowest_rate, "retried": stats.retried, "retry_qps": stats.retry_rate,
+        run = {"interrupted": interrupted, "seconds": round(seconds, 2), "workers": stats.workers, "max_qps": stats.limit,
+               "backoffs": stats.backoffs, "lowest_qps": _round(stats.lowest_rate), "retried": stats.retried, "retry_qps": _round(stats.retry_rate),
                "queries": dict(stats.queries), "written": writer.count}
         Path(args.summary_json).write_text(json.dumps({**fig, "scan": run}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.stats:
         total = sum(stats.queries.values())
         print(
-            f"dijkwacht: {len(valid)} targets in {seconds:.2f} s with {workers} worker(s); {total} queries "
+            f"dijkwacht: {targets} targets in {seconds:.2f} s with {stats.workers} worker(s); {total} queries "
             f"({total / seconds:.0f}/s; {', '.join(f'{k} {v}' for k, v in sorted(stats.queries.items()))}); {stats.cache_hits} answered from cache",
             file=sys.stderr,
         )
         print(f"dijkwacht: {_rate_report(stats)}", file=sys.stderr)
     if interrupted:
         where = f"; continue with --resume --output {args.output}" if args.format == "jsonl" and args.output else ""
-        print(f"dijkwacht: interrupted: {writer.count} of {len(items)} results written{where}", file=sys.stderr)
+        print(f"dijkwacht: interrupted: {writer.count} of {items} results written{where}", file=sys.stderr)
         return 130
     return 0
+
+
+def _round(rate: float | None) -> float | None:
+    return None if rate is None else round(rate, 1)
 
 
 def _rate_report(stats: CampaignStats) -> str:
@@ -273,8 +280,6 @@ async def _run_scan(args, settings: AgentSettings, data, config: Config, only, c
     def retry_runtime(rate: float) -> Runtime:
         return build_runtime(replace(settings, max_qps=rate), data, config.detectors, only=only, on_rate_change=campaign.rate_changed)
 
-    campaign.retry_runtime = retry_runtime
-
     def emit(index: int, result: TargetResult) -> None:
         obj = result.to_json()
         writer.write(index, obj, result)
@@ -286,7 +291,7 @@ async def _run_scan(args, settings: AgentSettings, data, config: Config, only, c
         else:
             runtime = build_runtime(settings, data, config.detectors, only=only, on_rate_change=campaign.rate_changed)
             source = LocalSource(runtime, [t for t in campaign.items if isinstance(t, Target)], settings.concurrency)
-        await campaign.run(source, emit)
+        await campaign.run(source, emit, retry_runtime)
     except asyncio.CancelledError:
         if pool is not None:
             pool.close(now=True)  # before the loop waits for the threads that read their pipes

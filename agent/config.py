@@ -139,12 +139,15 @@ def parse_nameserver(value: str) -> str:
 
 
 def _rate(value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
-        return 0.0  # no limit
-    try:
-        return number(0.1, 1_000_000, unit=" queries/s")(value)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (0 for no limit)") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number (queries per second; 0 for no limit)")
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (queries per second; 0 for no limit)")
+    if value < 0:
+        raise ValueError("must be 0 (no limit) or positive")
+    if value:
+        _bound(value, 0.1, 1_000_000, " queries/s")
+    return float(value)
 
 
 def _bool(value: Any) -> bool:

@@ -197,11 +197,6 @@ class DNSEngine:
         """The current query rate limit, None without one."""
         return self._bucket.rate if self._bucket is not None else None
 
-    @property
-    def max_qps(self) -> float | None:
-        """The configured limit: the most the rate recovers to."""
-        return self._backoff.ceiling if self._backoff is not None else None
-
     async def close(self) -> None:
         self._closed = True  # a scan still running gets errors from now on, not a crash
         if self._ticker is not None:

@@ -72,11 +72,10 @@ class Progress:
         self._started = 0.0
 
     @staticmethod
-    def choose(quiet: bool, stream: Any = None) -> str:
+    def choose(quiet: bool) -> str:
         if quiet:
             return "off"
-        stream = stream or sys.stderr
-        return "bar" if stream.isatty() else "log"
+        return "bar" if sys.stderr.isatty() else "log"
 
     def begin(self, phase: str, total: int, queries: Callable[[], int], rate: Callable[[], float | None]) -> None:
         self.end()

@@ -30,9 +30,10 @@ POLITE_QPS = 500.0
 # A bucket holds at most this many seconds' worth of tokens: an idle moment never turns into
 # a burst larger than 5 % of one second's queries.
 BURST_SECONDS = 0.05
-# The smallest pause between two wake-ups of waiting queries: at high rates each wake-up
-# releases a few queries instead of scheduling one timer per query.
-MIN_WAKE = 0.002
+# The smallest pause between two wake-ups of waiting queries: each wake-up releases the
+# queries its time has earned (at 750 q/s per worker, about 8), not one timer per query.
+# 2,000 domains at 1,500 q/s: 7.1 s CPU with 10 ms, 9.3 s with 2 ms, the same wall time.
+MIN_WAKE = 0.010
 
 
 def resolv_conf_nameservers(path: Path = Path("/etc/resolv.conf")) -> list[str]:

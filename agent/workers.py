@@ -164,6 +164,10 @@ class Workers:
         return total
 
     @property
+    def cache_hits(self) -> int:
+        return self.stats.cache_hits
+
+    @property
     def rate(self) -> float | None:
         """The scan's current rate limit: the workers' rates together (None: no limit)."""
         return None if any(r is None for r in self._rates) else sum(self._rates)  # type: ignore[misc]

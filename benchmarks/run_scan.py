@@ -347,8 +347,10 @@ def score(output: Path, expected: dict, patterns: dict, not_looked_for: dict) ->
     by_rule = {(t, c, p) for t, deps in not_looked_for.items() for c, p in deps}
     errors = Counter()
     targets_with_errors = 0
+    retried = 0
     for r in results:
         targets_with_errors += bool(r["errors"])
+        retried += bool(r.get("retried"))
         for e in r["errors"]:
             m = _FAILURE.search(e["message"])
             errors[f"{e['detector']}: {m.group(1) or m.group(0) if m else e['message'][:60]}"] += 1
@@ -373,6 +375,7 @@ def score(output: Path, expected: dict, patterns: dict, not_looked_for: dict) ->
         "missed_not_looked_for": len(missed & by_rule),
         "recall_of_looked_for": len(hit) / len(want - by_rule) if want - by_rule else 1.0,
         "targets_with_errors": targets_with_errors,
+        "targets_retried": retried,
         "errors": dict(errors.most_common(10)),
         "missed": grouped(missed - by_rule)[:15],
         "missed_by_rule": grouped(missed & by_rule)[:15],
@@ -446,6 +449,7 @@ def measure(launcher: Launcher, size: int, i: int, knot: Knot, cmd: list[str], d
           f"{run['queries']} queries ({run['queries_tcp']} TCP; model {run['model_queries']}; dijkwacht says {run.get('dijkwacht_queries', '?')}), "
           f"{run['qps']:.0f} q/s, knotd CPU {run['knot_cpu_s']:.2f} s, other CPU {run['other_cpu_s']:.2f} s; recall {run['recall']:.4f}, precision {run['precision']:.4f}, "
           f"targets with errors {run.get('targets_with_errors', '?')} {run.get('errors') or ''}"
+          f"{'; retried ' + str(run['targets_retried']) if run.get('targets_retried') else ''}"
           f"{'; UDP drops ' + str(run['udp_dropped']) if run['udp_dropped'] else ''}", flush=True)
     if run["other_cpu_s"] > 0.1 * run["wall_s"]:
         print(f"[{size}]   note: other processes used {run['other_cpu_s']:.1f} CPU-seconds during this run: the timing is disturbed", flush=True)

@@ -30,7 +30,8 @@ def test_scan_benchmark_smoke():
     [run] = size["runs"]
     assert size["domains"] == 300 and run["exit"] == 0
     assert run["recall"] >= 0.95 and run["precision"] == 1.0
-    assert run["queries"] == run["model_queries"] or run["targets_with_errors"]
+    # a query Knot's socket dropped twice makes its target an error, or a target retried at the end
+    assert run["queries"] == run["model_queries"] or run["targets_with_errors"] or run["targets_retried"]
 
 
 def test_metrics_scrape_benchmark_smoke():

@@ -33,6 +33,8 @@ def scenario(tmp_path, name: str, size: str, logs: list | None = None) -> dict:
 def test_disk_full_while_running_loses_and_duplicates_nothing(tmp_path):
     logs: list[dict] = []
     seen = scenario(tmp_path, "full_disk", "8m", logs)
+    print(f"\nfull disk while running: {seen['phases']['before']} changes before, {seen['write_errors']} failed writes, {seen['changes']} changes after; "
+          f"contiguous ids {seen['ids_contiguous']}, duplicates {seen['duplicates']}")
     assert seen["phases"]["before"] > 0, seen  # a history existed before the disk filled up
     assert seen["phases"]["full_errors"] > 0 and seen["write_errors"] >= seen["phases"]["full_errors"], seen
     assert seen["changes"] > seen["phases"]["before"], seen  # and grew again once space was back
