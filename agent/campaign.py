@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from .dns import TRANSIENT
+from .errors import one_line, shown
 from .progress import Progress
 from .ratelimit import RateChange, log_rate_change
 from .runtime import Runtime
@@ -98,7 +99,7 @@ class Campaign:
         try:
             for index, item in enumerate(self.items):
                 if isinstance(item, str):
-                    emit(index, TargetResult(Target(item), errors=[ScanError("input", f"invalid domain name '{item}'")]))
+                    emit(index, TargetResult(Target(one_line(item, 253)), errors=[ScanError("input", f"invalid domain name {shown(item)}")]))
                     continue
                 result = await anext(stream)
                 hold = result.transient and retry_runtime is not None

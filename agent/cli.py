@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ import structlog
 
 from . import __version__, cli_catalog, cli_data, cli_plugins, cli_report, logs
 from .daemon import cli as daemon_cli
-from .config import AgentSettings, Config, parse_nameserver
-from .errors import DijkwachtError
+from .daemon.webconfig import load_web_config
+from .config import AGENT_FIELDS, AgentSettings, Config, argument, load_config, number, parse_nameserver
+from .errors import DijkwachtError, one_line
 from .campaign import Campaign, CampaignStats, LocalSource
 from .figures import Tally, render_summary
 from .isolation import Isolation
@@ -43,30 +45,13 @@ def _nameserver(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"'{value}' is not a positive whole number")
-    return int(value)
+def _whole(text: str) -> int:
+    if not text.strip().lstrip("+-").isdigit():
+        raise ValueError("is not a whole number")
+    return int(text)
 
 
-def _rate(value: str) -> float:
-    try:
-        rate = float(value)
-    except ValueError:
-        rate = -1.0
-    if not rate >= 0 or rate == float("inf"):
-        raise argparse.ArgumentTypeError(f"'{value}' is not a number of queries per second (0: no limit)")
-    return rate
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not 0 < number < float("inf"):
-        raise argparse.ArgumentTypeError(f"'{value}' is not a positive number")
-    return number
+MAX_WORKERS = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,16 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--resume", action="store_true", help="with --format jsonl --output FILE: skip the targets FILE already holds and append the rest (an interrupted scan continues)")
     scan.add_argument("--targets-file", metavar="FILE", help="file with one domain per line, '#' comments, optional key=value labels")
     scan.add_argument("--http-probe", action="store_true", default=None, help="also read HTTP(S) response headers of the apex/www for CDN fingerprints (opens connections to the targets; off by default)")
+    scan.add_argument("--http-probe-allow-private", action="store_true", default=None, help="let --http-probe contact private, loopback and link-local addresses too (off: a target pointing at 127.0.0.1 or 10.0.0.0/8 is not contacted)")
     scan.add_argument("--home", action="append", metavar="CODE", help="home jurisdiction: EU, EEA or an ISO alpha-2 code (repeatable; default: the config's, else EU)")
     scan.add_argument("--detector", action="append", metavar="NAME", help="run only this detector (repeatable; see 'dijkwacht plugins')")
-    scan.add_argument("--concurrency", type=_positive_int, metavar="N", help="targets scanned at once, per worker (default 64)")
-    scan.add_argument("--timeout", type=float, metavar="SECONDS", help="DNS timeout per try (default 2)")
-    scan.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes to shard the targets over (default: 1 below 2,000 targets, else one per CPU core up to 4)")
-    scan.add_argument("--max-inflight", type=_positive_int, metavar="N", help="DNS queries in flight at once, per worker (default 200)")
-    scan.add_argument("--max-qps", type=_rate, metavar="N", help="DNS queries per second, all workers together (default: no limit when every nameserver is on loopback, else 500; 0: no limit). The rate halves while many answers fail and recovers gradually")
+    scan.add_argument("--concurrency", type=argument(AGENT_FIELDS["concurrency"], _whole), metavar="N", help="targets scanned at once, per worker (default 64)")
+    scan.add_argument("--timeout", type=argument(AGENT_FIELDS["dns_timeout"]), metavar="SECONDS", help="DNS timeout per try (default 2)")
+    scan.add_argument("--workers", type=argument(number(1, MAX_WORKERS, whole=True), _whole), metavar="N", help="worker processes to shard the targets over (default: 1 below 2,000 targets, else one per CPU core up to 4)")
+    scan.add_argument("--max-inflight", type=argument(AGENT_FIELDS["max_inflight"], _whole), metavar="N", help="DNS queries in flight at once, per worker (default 200)")
+    scan.add_argument("--max-qps", type=argument(AGENT_FIELDS["max_qps"]), metavar="N", help="DNS queries per second, all workers together (default: no limit when every nameserver is on loopback, else 500; 0: no limit). The rate halves while many answers fail and recovers gradually")
     scan.add_argument("--stats", action="store_true", help="print timing, DNS query counts and the rate limit's backoffs to stderr at the end")
     scan.add_argument("--quiet", action="store_true", help="no progress and no summary on stderr (warnings and errors only)")
-    scan.add_argument("--progress-interval", type=_positive_float, default=10.0, metavar="SECONDS", help="without a terminal on stderr: log a progress line this often (default 10)")
+    scan.add_argument("--progress-interval", type=argument(number(0.1, 86400, unit=" s")), default=10.0, metavar="SECONDS", help="without a terminal on stderr: log a progress line this often (default 10)")
     scan.add_argument("--summary-json", metavar="FILE", help="write the campaign's headline figures (see agent/figures.py) and the run's figures to FILE as JSON")
     scan.add_argument("--demo", action="store_true", help="scan built-in example domains served by an embedded DNS server on 127.0.0.1 (works offline)")
 
@@ -123,16 +109,20 @@ def _scan_settings(args: argparse.Namespace, config: Config) -> AgentSettings:
     if args.nameserver:
         changes["nameservers"] = tuple(args.nameserver)
     if args.data_dir:
+        if not Path(args.data_dir).is_dir():
+            raise UsageError(f"--data-dir: no such directory: {one_line(args.data_dir)}")
         changes["data_dir"] = args.data_dir
     if args.http_probe:
         changes["http_probe"] = True
+    if args.http_probe_allow_private:
+        changes["http_probe_allow_private"] = True
     if args.home:
         changes["home"] = tuple(h.upper() for h in args.home)
-    if args.concurrency:
+    if args.concurrency is not None:
         changes["concurrency"] = args.concurrency
-    if args.timeout:
+    if args.timeout is not None:
         changes["dns_timeout"] = args.timeout
-    if args.max_inflight:
+    if args.max_inflight is not None:
         changes["max_inflight"] = args.max_inflight
     if args.max_qps is not None:
         changes["max_qps"] = args.max_qps
@@ -145,16 +135,16 @@ def _scan_settings(args: argparse.Namespace, config: Config) -> AgentSettings:
 
 
 def _targets(args: argparse.Namespace, config: Config) -> list[Target | str]:
-    """Targets in input order: config, targets file, command line. Invalid names stay as strings."""
+    """Targets in input order: config, targets file, command line. Invalid names stay as strings.
+    A domain given twice is scanned once, with the first occurrence's labels."""
     items: list[Target | str] = list(config.targets)
-    for problem in config.problems:
-        log.warning("target.invalid", file=problem.path, line=problem.line, error=problem.message)
+    problems = list(config.problems)
     if args.targets_file:
-        found, problems = read_targets_file(args.targets_file)
+        found, more = read_targets_file(args.targets_file)
         items.extend(found)
-        for problem in problems:
-            log.warning("target.invalid", file=problem.path, line=problem.line, error=problem.message)
-            print(f"dijkwacht: {problem}", file=sys.stderr)
+        problems.extend(more)
+    for problem in problems:
+        print(f"dijkwacht: {problem}", file=sys.stderr)
     for raw in args.domains:
         try:
             items.append(Target(normalise_domain(raw)))
@@ -318,7 +308,8 @@ async def _run_scan(args, settings: AgentSettings, data, config: Config, only, c
 
 def _check_config(args: argparse.Namespace) -> int:
     config, data = load_config_with_plugins(args.config, strict=args.strict_plugins)
-    print(f"{args.config}: ok ({len(config.targets)} targets, {len(data.detector_classes)} detectors, {len(data.catalog.providers)} providers, {sum(f.prefixes_v4 + f.prefixes_v6 for f in data.ranges.files)} IP prefixes)")
+    web = load_web_config(config.daemon.web_config) if config.daemon.web_config else None
+    print(f"{args.config}: ok ({len(config.targets)} targets, {len(data.detector_classes)} detectors, {len(data.catalog.providers)} providers, {sum(f.prefixes_v4 + f.prefixes_v6 for f in data.ranges.files)} IP prefixes{', web config ' + web.describe() if web else ''})")
     for problem in config.problems:
         print(f"warning: {problem}")
     for warning in config.warnings:
@@ -329,12 +320,14 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # A scan logs its progress (without a terminal) and backoffs at info; --quiet silences them.
-    default_level = "info" if args.command == "run" or (args.command == "scan" and not args.quiet) else "warning"
-    logs.configure(args.log_level or default_level)
+    """Run one command. Whatever goes wrong ends in one line on stderr and an exit status,
+    never a traceback: 2 for bad input, 1 for the system (a taken port), 70 for a bug."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        # A scan logs its progress (without a terminal) and backoffs at info; --quiet silences them.
+        default_level = "info" if args.command == "run" or (args.command == "scan" and not args.quiet) else "warning"
+        logs.configure(args.log_level or default_level)
         if args.command == "scan":
             return _scan(args)
         if args.command == "plugins":
@@ -348,24 +341,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return cli_report.run(args)
         return daemon_cli.dispatch(args)
-    except DijkwachtError as exc:
-        print(f"dijkwacht: {exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # (an OSError: first) the reader went away, e.g. `| head`
-        with contextlib.suppress(Exception):
-            sys.stdout.close()
+        _silence_stdout()
         return 0
+    except DijkwachtError as exc:
+        print(f"dijkwacht: {one_line(str(exc), 1000)}", file=sys.stderr)
+        return 2
     except OSError as exc:  # e.g. the state directory is not writable, the port is taken
-        print(f"dijkwacht: {exc}", file=sys.stderr)
+        print(f"dijkwacht: {one_line(str(exc), 1000)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: say what, once; the traceback only with --log-level debug
+        log.debug("internal_error", exc_info=True)
+        print(f"dijkwacht: internal error: {type(exc).__name__}: {one_line(str(exc))} (please report it)", file=sys.stderr)
+        return 70
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _data(args: argparse.Namespace) -> int:
     data_dir = args.data_dir
     if not data_dir and getattr(args, "config", None):
-        data_dir = load_config_with_plugins(args.config)[0].agent.data_dir
+        data_dir = load_config(args.config, check_paths=False).agent.data_dir
     if not data_dir:
         raise UsageError("data update: --data-dir is required")
     return cli_data.run(args, Path(data_dir))

@@ -6,7 +6,9 @@ unknown keys are rejected: a typo such as `htp_probe = true` must not be silentl
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -16,13 +18,45 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import expand_home
-from .errors import ConfigError
+from .errors import ConfigError, shown
 from .ratelimit import default_max_qps
 from .shard import Shard, parse_shard
-from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, normalise_domain, read_targets_file
+from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, dedupe, normalise_domain, read_targets
 from .tomlpos import find_line
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+# ---- value checks ------------------------------------------------------------------------
+# Every setting is checked here, by type and range, in one place: `load_config` (which
+# check-config, `run` at start and every reload go through) and the command line's options
+# (`argument`), so a value is rejected in the same words wherever it is given. A check takes
+# the raw value and returns the typed one, or raises ValueError with a short reason; a new
+# key picks one of these (or composes its own from them).
+
+Check = Callable[[Any], Any]
+
+
+def _bound(value: float, minimum: float, maximum: float, unit: str) -> None:
+    if value < minimum:
+        if value <= 0 < minimum:
+            raise ValueError(f"must be positive (at least {minimum:g}{unit})")
+        raise ValueError(f"must be at least {minimum:g}{unit}")
+    if value > maximum:
+        raise ValueError(f"must be at most {maximum:g}{unit}")
+
+
+def number(minimum: float, maximum: float, *, whole: bool = False, unit: str = "") -> Check:
+    """A finite number (a whole one with `whole`) in [minimum, maximum]."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            raise ValueError(f"must be a {'whole number' if whole else 'number'}")
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        _bound(value, minimum, maximum, unit)
+        return int(value) if whole else float(value)
+
+    return check
 
 
 def parse_duration(value: object) -> float:
@@ -30,6 +64,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a duration such as \"15m\"")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite duration")
         if value <= 0:
             raise ValueError("must be positive")
         return float(value)
@@ -38,9 +74,42 @@ def parse_duration(value: object) -> float:
         if match and any(match.groups()):
             h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
             total = h * 3600 + m * 60 + s + ms / 1000
-            if total > 0:
+            if 0 < total < math.inf:
                 return total
-    raise ValueError(f"'{value}' is not a duration such as \"15m\", \"1h\" or \"30s\"")
+    raise ValueError(f"{shown(str(value))} is not a duration such as \"15m\", \"1h\" or \"30s\"")
+
+
+def duration(minimum: float, maximum: float) -> Check:
+    """A duration (see parse_duration) of at least `minimum` and at most `maximum` seconds."""
+
+    def check(value: Any) -> float:
+        seconds = parse_duration(value)
+        _bound(seconds, minimum, maximum, " s")
+        return seconds
+
+    return check
+
+
+def choice(*options: str) -> Check:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(repr(o) for o in options)}")
+        return value
+
+    return check
+
+
+def argument(check: Check, parse: Callable[[str], Any] = float) -> Callable[[str], Any]:
+    """An argparse `type=` from a check: the command line rejects what the file rejects."""
+
+    def convert(text: str) -> Any:
+        try:
+            return check(parse(text))
+        except ValueError as exc:
+            reason = str(exc) if not str(exc).startswith(("invalid literal", "could not convert")) else "is not a number"
+            raise argparse.ArgumentTypeError(f"{shown(text)}: {reason}") from None
+
+    return convert
 
 
 def parse_nameserver(value: str) -> str:
@@ -51,37 +120,33 @@ def parse_nameserver(value: str) -> str:
         host, _, rest = text[1:].partition("]")
         if rest:
             if not rest.startswith(":"):
-                raise ValueError(f"'{value}' is not HOST or HOST:PORT")
+                raise ValueError(f"{shown(value)} is not HOST or HOST:PORT")
             port = rest[1:]
     elif text.count(":") == 1:
         host, port = text.split(":")
+    if "%" in host:
+        # c-ares cannot use a scoped (link-local) address: it would fail on the first query.
+        raise ValueError(f"{shown(value)}: zone ids (%...) are not supported; give a global, site or loopback address")
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"'{value}': nameserver must be an IP address (optionally with :PORT)") from None
+        raise ValueError(f"{shown(value)}: nameserver must be an IP address (optionally with :PORT)") from None
     if port is not None:
         if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"'{value}': port must be 1-65535")
+            raise ValueError(f"{shown(value)}: port must be 1-65535")
     port_number = int(port) if port else 53
     return f"[{address}]:{port_number}" if address.version == 6 else f"{address}:{port_number}"
-
-
-def _positive(kind: type) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-            raise ValueError(f"must be a {'number' if kind is float else 'whole number'}")
-        if value <= 0:
-            raise ValueError("must be positive")
-        return kind(value)
-
-    return check
 
 
 def _rate(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("must be a number (queries per second; 0 for no limit)")
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (queries per second; 0 for no limit)")
     if value < 0:
         raise ValueError("must be 0 (no limit) or positive")
+    if value:
+        _bound(value, 0.1, 1_000_000, " queries/s")
     return float(value)
 
 
@@ -97,10 +162,21 @@ def _string(value: Any) -> str:
     return value
 
 
+def _path(value: Any) -> str:
+    text = _string(value)
+    if "\0" in text:
+        raise ValueError("must not contain a NUL character")
+    return text
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("must be a list of strings")
     return tuple(value)
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    return tuple(_path(v) for v in _strings(value))
 
 
 def _home(value: Any) -> tuple[str, ...]:
@@ -119,7 +195,7 @@ def _listen(value: Any) -> str:
     text = _string(value)
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"'{text}' must be [HOST]:PORT, e.g. :9849 (every address) or 127.0.0.1:9849")
+        raise ValueError(f"{shown(text)} must be [HOST]:PORT, e.g. :9849 (every address) or 127.0.0.1:9849")
     return text
 
 
@@ -152,6 +228,7 @@ class AgentSettings:
     detector_timeout: float = 30.0
     http_probe: bool = False
     http_timeout: float = 5.0
+    http_probe_allow_private: bool = False
     count_inferred: bool = False
     catalog: tuple[str, ...] = ()
     targets_file: str = ""
@@ -177,33 +254,42 @@ class DaemonSettings:
     state_path: str = field(default_factory=_default_state_path)
     confirmations: int = 2
     web_config: str = ""
+    on_corrupt_state: str = "refuse"
+    probe_concurrency: int = 8
+    probe_max_inflight: int = 50
     shard: Shard | None = None
 
 
-_AGENT_FIELDS: dict[str, Callable[[Any], Any]] = {
+# The checks of every key. Ranges keep a typo from stalling the agent: an interval of 1 ms
+# rescans without pause, a timeout of 1e308 never fires.
+AGENT_FIELDS: dict[str, Check] = {
     "home": _home,
     "nameservers": _nameservers,
-    "data_dir": _string,
-    "dns_timeout": _positive(float),
-    "dns_tries": _positive(int),
-    "max_inflight": _positive(int),
+    "data_dir": _path,
+    "dns_timeout": number(0.05, 60, unit=" s"),
+    "dns_tries": number(1, 10, whole=True),
+    "max_inflight": number(1, 10_000, whole=True),
     "max_qps": _rate,
-    "concurrency": _positive(int),
-    "detector_timeout": _positive(float),
+    "concurrency": number(1, 10_000, whole=True),
+    "detector_timeout": number(0.1, 3600, unit=" s"),
     "http_probe": _bool,
-    "http_timeout": _positive(float),
+    "http_timeout": number(0.1, 300, unit=" s"),
+    "http_probe_allow_private": _bool,
     "count_inferred": _bool,
-    "catalog": _strings,
-    "targets_file": _string,
-    "targets_dir": _string,
+    "catalog": _paths,
+    "targets_file": _path,
+    "targets_dir": _path,
     "log_level": _log_level,
 }
-_DAEMON_FIELDS: dict[str, Callable[[Any], Any]] = {
+DAEMON_FIELDS: dict[str, Check] = {
     "listen": _listen,
-    "interval": parse_duration,
-    "state_path": _string,
-    "confirmations": _positive(int),
-    "web_config": _string,
+    "interval": duration(1, 30 * 86400),
+    "state_path": _path,
+    "confirmations": number(1, 100, whole=True),
+    "web_config": _path,
+    "on_corrupt_state": choice("refuse", "move-aside"),
+    "probe_concurrency": number(1, 1000, whole=True),
+    "probe_max_inflight": number(1, 10_000, whole=True),
     "shard": _shard,
 }
 _TARGET_FIELDS = {"domain", "labels", "hosts"}
@@ -267,11 +353,17 @@ def _parse(path: Path) -> tuple[_Doc, dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not valid UTF-8 (byte {exc.start + 1})") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError(str(path), f"cannot read config: {exc}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from exc
+    except RecursionError:
+        raise ConfigError(str(path), "invalid TOML: arrays or tables nested too deeply") from None
     unknown = set(raw) - set(_SECTIONS)
     if unknown:
         key = sorted(unknown)[0]
@@ -294,6 +386,7 @@ def load_config(
     *,
     plugin_names: Collection[str] | None = None,
     unloaded: Mapping[str, str] | None = None,
+    check_paths: bool = True,
 ) -> Config:
     """Load and validate a config file.
 
@@ -301,7 +394,10 @@ def load_config(
     when given, `[detectors.<name>]` tables are checked against them. `plugin_names` (when
     given) are the installed plugins `[plugins] disable` may name; while any plugin is
     `unloaded` (failed or disabled: plugin -> why), settings of a detector that is not loaded
-    may be that plugin's and are ignored with a warning instead of being an error.
+    may be that plugin's and are ignored with a warning instead of being an error. With
+    `check_paths`, a configured `data_dir` or `web_config` that does not exist is an error: a
+    typo must not silently switch IP evidence or TLS off (`data update`, which creates the
+    directory, and `history` pass False).
     """
     path = Path(path)
     doc, raw = _parse(path)
@@ -312,16 +408,21 @@ def load_config(
                 raise doc.error("plugins", "disable", f"no plugin named '{name}' is installed (installed: {', '.join(sorted(plugin_names))})")
 
     base = path.parent
-    agent = doc.section("agent", raw.get("agent", {}), _AGENT_FIELDS)
+    agent = doc.section("agent", raw.get("agent", {}), AGENT_FIELDS)
     for key in ("data_dir", "targets_file", "targets_dir"):
         if key in agent:
             agent[key] = _relative(base, agent[key])
     if "catalog" in agent:
         agent["catalog"] = tuple(_relative(base, c) for c in agent["catalog"])
-    daemon = doc.section("daemon", raw.get("daemon", {}), _DAEMON_FIELDS)
+    daemon = doc.section("daemon", raw.get("daemon", {}), DAEMON_FIELDS)
     for key in ("state_path", "web_config"):
         if key in daemon:
             daemon[key] = _relative(base, daemon[key])
+    if check_paths:
+        if agent.get("data_dir") and not Path(agent["data_dir"]).is_dir():
+            raise doc.error("agent", "data_dir", f"no such directory: {agent['data_dir']} (fill it with `dijkwacht data update`, or remove the key to use hostname evidence only)")
+        if daemon.get("web_config") and not Path(daemon["web_config"]).is_file():
+            raise doc.error("daemon", "web_config", f"no such file: {daemon['web_config']}")
 
     warnings: list[str] = []
     detectors = _detector_settings(doc, raw.get("detectors", {}), detector_schemas, unloaded or {}, warnings)
@@ -329,38 +430,45 @@ def load_config(
     problems: list[TargetsFileProblem] = []
     if agent.get("targets_file"):
         try:
-            more, problems = read_targets_file(agent["targets_file"])
+            more, problems = read_targets(agent["targets_file"])
         except ConfigError as exc:
             raise doc.error("agent", "targets_file", exc.message + f" ({agent['targets_file']})") from None
-        targets.extend(more)
+        targets.extend((t, agent["targets_file"], line) for t, line in more)
     if agent.get("targets_dir"):
-        more, dir_problems = _targets_dir(doc, agent["targets_dir"])
-        targets.extend(more)
-        problems.extend(dir_problems)
-    return Config(str(path), AgentSettings(**agent), DaemonSettings(**daemon), detectors, tuple(targets), tuple(problems), PluginSettings(**plugins), tuple(warnings))
+        more_located, dir_problems = _targets_dir(doc, agent["targets_dir"])
+        targets.extend(more_located)
+        problems = [*problems, *dir_problems]
+    unique, repeated = dedupe(targets)
+    problems = sorted([*problems, *repeated], key=lambda p: (p.path, p.line))
+    return Config(str(path), AgentSettings(**agent), DaemonSettings(**daemon), detectors, tuple(unique), tuple(problems), PluginSettings(**plugins), tuple(warnings))
 
 
-def _targets_dir(doc: _Doc, directory: str) -> tuple[list[Target], list[TargetsFileProblem]]:
+def _targets_dir(doc: _Doc, directory: str) -> tuple[list[tuple[Target, str, int]], list[TargetsFileProblem]]:
     """Every `*.toml` (`[[targets]]` tables) and `*.txt` (targets file lines) in `directory`,
     in name order: how the Helm chart hands its per-shard ConfigMaps to the agent."""
     if not os.path.isdir(directory):
         raise doc.error("agent", "targets_dir", f"not a directory ({directory})")
-    targets: list[Target] = []
+    targets: list[tuple[Target, str, int]] = []
     problems: list[TargetsFileProblem] = []
     for path in sorted(Path(directory).iterdir()):
         if path.name.startswith("."):
             continue  # a mounted ConfigMap's ..data links
         if path.suffix == ".txt":
-            more, found = read_targets_file(path)
-            targets.extend(more)
+            more, found = read_targets(path)
+            targets.extend((t, str(path), line) for t, line in more)
             problems.extend(found)
         elif path.suffix == ".toml":
-            text = path.read_text(encoding="utf-8")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(str(path), f"cannot read targets: {getattr(exc, 'strerror', None) or exc}") from None
             try:
                 raw = tomllib.loads(text)
             except tomllib.TOMLDecodeError as exc:
                 line = re.search(r"line (\d+)", str(exc))
                 raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from None
+            except RecursionError:
+                raise ConfigError(str(path), "invalid TOML: arrays or tables nested too deeply") from None
             extra = set(raw) - {"targets"}
             if extra:
                 key = sorted(extra)[0]
@@ -412,6 +520,8 @@ def check_detector_settings(defaults: Mapping[str, Any], values: Mapping[str, An
             raise _SettingError(key, f"unknown setting (known: {', '.join(sorted(defaults)) or 'none'})")
         if not _same_type(defaults[key], value):
             raise _SettingError(key, f"must be of the same type as the default {defaults[key]!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _SettingError(key, "must be a finite number")
         settings[key] = value
     return settings
 
@@ -426,7 +536,7 @@ def _same_type(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _targets(doc: _Doc, raw: Any) -> list[Target]:
+def _targets(doc: _Doc, raw: Any) -> list[tuple[Target, str, int]]:
     if not isinstance(raw, list):
         raise doc.error("", "targets", "must be an array of tables ([[targets]])")
     targets = []
@@ -453,5 +563,5 @@ def _targets(doc: _Doc, raw: Any) -> list[Target]:
             hosts = _strings(entry.get("hosts", []))
         except ValueError as exc:
             raise doc.error("targets", "hosts", str(exc), i) from None
-        targets.append(Target(domain, labels, hosts))
+        targets.append((Target(domain, labels, hosts), doc.path, find_line(doc.text, "targets", "domain", i) or 0))
     return targets

@@ -85,6 +85,13 @@ class DetectorContext:
     ip: IPRanges
     settings: Mapping[str, Any] = field(default_factory=dict)
     http: HttpProbe | None = None  # None unless HTTP probing is switched on
+    # Problems of the target's own records that do not make the result unknown (an SPF loop,
+    # more than 10 SPF lookups): reported with the scan, never counted as a failed lookup.
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
 
 class Detector:

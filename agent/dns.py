@@ -190,6 +190,7 @@ class DNSEngine:
         self._resends: set[asyncio.Task[None]] = set()
         # Called with every change of the rate (backoff and recovery).
         self.rate_listeners: list[Callable[[RateChange], None]] = []
+        self._closed = False
 
     @property
     def rate(self) -> float | None:
@@ -197,6 +198,7 @@ class DNSEngine:
         return self._bucket.rate if self._bucket is not None else None
 
     async def close(self) -> None:
+        self._closed = True  # a scan still running gets errors from now on, not a crash
         if self._ticker is not None:
             self._ticker.cancel()
         if self._bucket is not None:
@@ -214,6 +216,10 @@ class DNSEngine:
     def _send(self, name: str, qtype: str, future: asyncio.Future[_Raw], attempt: int = 0) -> None:
         """Hand one query to c-ares; `future` gets the raw answer. `attempt` counts the tries
         the engine makes itself (with a rate limit), 0 without."""
+        if self._closed:
+            if not future.done():
+                future.set_result((ERROR, (), "DNS engine closed", 0.0))
+            return
         resolver = self._resolver
         self._pending[resolver] += 1
         try:

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+def one_line(text: str, limit: int = 200) -> str:
+    """`text` fit for one line of a message or log: control characters escaped, cut at `limit`."""
+    cut = text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    return cut if cut.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A user's value quoted inside a message (a 50 MB line must not become 50 MB of stderr)."""
+    return f"'{one_line(value, limit)}'"
+
+
 class DijkwachtError(Exception):
     """Base class for user-facing errors (configuration, catalog, usage)."""
 
@@ -16,8 +27,8 @@ class ConfigError(DijkwachtError):
         self.line = line
         self.message = message
         where = path if line is None else f"{path}:{line}"
-        what = f"{key}: " if key else ""
-        super().__init__(f"{where}: {what}{message}")
+        what = f"{one_line(key, 80)}: " if key else ""
+        super().__init__(one_line(f"{where}: {what}{message}", 1000))
 
 
 def describe(exc: BaseException) -> str:

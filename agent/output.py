@@ -201,6 +201,8 @@ def render_table(results: Iterable[TargetResult], *, ip_data: bool = True, count
                 lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:6], widths)) + "  " + row[6])
         for error in result.errors:
             lines.append(f"  ! {error.detector}: {error.message}")
+        for warning in result.warnings:
+            lines.append(f"  ~ {warning.detector}: {warning.message}")
         lines.append("")
     lines.append(f"{totals['targets']} targets, {totals['foreign']} with a foreign dependency, {totals['errors']} with errors")
     if not ip_data:

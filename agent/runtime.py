@@ -67,7 +67,7 @@ def load_config_with_plugins(path: Path | str, host: PluginHost | None = None, *
     return config, load_data(config.agent, host, classes)
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: the daemon counts each one's users
 class Runtime:
     scanner: Scanner
     engine: DNSEngine
@@ -101,7 +101,7 @@ def build_runtime(
     """
     engine = DNSEngine(agent.nameservers, timeout=agent.dns_timeout, tries=agent.dns_tries, max_inflight=agent.max_inflight, stats=dns_stats, max_qps=agent.query_rate)
     engine.rate_listeners.append(on_rate_change or log_rate_change)
-    http = HttpProbe(engine, timeout=agent.http_timeout) if agent.http_probe else None
+    http = HttpProbe(engine, timeout=agent.http_timeout, allow_private=agent.http_probe_allow_private) if agent.http_probe else None
     settings = detector_settings or {}
     detectors = [cls(settings.get(cls.name)) for cls in data.detector_classes if not only or cls.name in only]
     services = Services(engine, data.catalog, data.ranges, agent.home_codes, http)

@@ -99,6 +99,7 @@ class TargetResult:
     timings: dict[str, float] = field(default_factory=dict)  # detector -> seconds
     transient: bool = False  # a lookup timed out, was refused or SERVFAILed: a later try may answer
     retried: bool = False  # this is the result of a second scan of the target
+    warnings: list[ScanError] = field(default_factory=list)  # see DetectorContext.warn
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -106,6 +107,8 @@ class TargetResult:
             "dependencies": [d.to_json() for d in self.dependencies],
             "errors": [e.to_json() for e in self.errors],
         }
+        if self.warnings:
+            out["warnings"] = [w.to_json() for w in self.warnings]
         if self.target.labels:
             out["labels"] = dict(self.target.labels)
         if self.retried:
@@ -268,7 +271,7 @@ class Scanner:
         if isolation is not None:
             isolation.watchdog.watch(self.detectors)
 
-    async def _run(self, detector: Detector, target: Target, cache: dict) -> tuple[list[Finding], list[str], float, bool]:
+    async def _run(self, detector: Detector, target: Target, cache: dict) -> tuple[list[Finding], list[str], float, bool, list[str]]:
         services = self.services
         resolver = TargetResolver(services.dns, target.domain, cache)
         ctx = DetectorContext(resolver, services.catalog, services.ip, detector.options, services.http)
@@ -291,7 +294,7 @@ class Scanner:
             message = answer.describe()
             if message not in problems:
                 problems.append(message)
-        return findings, problems, time.perf_counter() - started, transient
+        return findings, problems, time.perf_counter() - started, transient, ctx.warnings
 
     async def _on_loop(self, detector: Detector, target: Target, ctx: DetectorContext) -> tuple[Any, str, bool]:
         """(returned value, "", False) or (None, why it failed, whether that is transient: a timeout)."""
@@ -316,11 +319,13 @@ class Scanner:
         outcomes = await asyncio.gather(*(self._run(d, target, cache) for d in self.detectors))
         findings: list[Finding] = []
         errors: list[ScanError] = []
+        warnings: list[ScanError] = []
         incomplete: set[str] = set()
         scanned: set[str] = set()
         timings = {}
         transient = False
-        for detector, (found, problems, seconds, passing) in zip(self.detectors, outcomes):
+        for detector, (found, problems, seconds, passing, noted) in zip(self.detectors, outcomes):
+            warnings.extend(ScanError(detector.name, w) for w in noted)
             transient = transient or passing
             scanned.update(detector.categories)
             timings[detector.name] = seconds
@@ -337,6 +342,7 @@ class Scanner:
             time.perf_counter() - t0,
             timings,
             transient,
+            warnings=warnings,
         )
 
     async def scan_all(self, targets: Iterable[Target], concurrency: int = 64) -> AsyncIterator[TargetResult]:

@@ -12,9 +12,11 @@ can show progress; Ctrl-C is the parent's business (workers ignore SIGINT and ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -91,9 +93,10 @@ def _work(settings: AgentSettings, data: Data, detector_settings: Mapping[str, A
 
     try:
         asyncio.run(main())
-    except BaseException as exc:  # tell the parent, whatever happened
-        conn.send(_Failed(f"{type(exc).__name__}: {exc}"))
-        raise
+    except BaseException as exc:  # tell the parent (if it still listens), whatever happened
+        with contextlib.suppress(OSError):
+            conn.send(_Failed(f"{type(exc).__name__}: {exc}"))
+        sys.exit(1)  # the parent reports it, in one line; no traceback from here
     finally:
         conn.close()
 

@@ -85,6 +85,8 @@ class EmailDetector(Detector):
     async def _spf(self, domain: str, ctx: DetectorContext) -> list[Finding]:
         catalog = ctx.catalog
         walk = await walk_spf(ctx, domain, lambda d: bool(catalog.match_host("spf", d, CATEGORY)))
+        if walk.permerror:  # receivers reject such a policy; what was found before it still counts
+            ctx.warn(f"SPF permerror: {walk.permerror}")
         found = []
         for include, term in walk.includes:
             found += [Finding.from_fact(f, f"SPF {term}") for f in catalog.match_host("spf", include, CATEGORY)]

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import IP_RANGES, shared
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
 
 def test_scan_benchmark_smoke():
+    shared(IP_RANGES)  # the generator draws its addresses from the providers' real ranges
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"), "--sizes", "300", "--runs", "1", "--seed", "7",
          "--dnsperf-seconds", "1", "--dnsperf-runs", "1", "--no-startup"],
@@ -51,7 +54,7 @@ def test_asn_lookup_benchmark_smoke():
 
 def test_rules_query_benchmark_smoke():
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "rules_query.py"), "--targets", "300", "--evaluations", "2", "--repeat", "1", "--interval", "2s"],
+        [sys.executable, str(ROOT / "benchmarks" / "rules_query.py"), "--targets", "300", "--evaluations", "2", "--repeat", "1", "--interval", "2s", "--overview-interval", "2s"],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -126,4 +126,5 @@ def test_campaign_options_are_checked_with_one_line_errors(capsys, tmp_path, log
         with pytest.raises(SystemExit) as exit_info:
             main(["scan", "--max-qps", value, "x.nl"])
         assert exit_info.value.code == 2
-        assert "is not a number of queries per second" in capsys.readouterr().err
+        # (checked like the file's max_qps, in the same words)
+        assert f"argument --max-qps: '{value}': " in capsys.readouterr().err

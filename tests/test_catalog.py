@@ -10,7 +10,7 @@ import pytest
 from dijkwacht.catalog import EEA, EU, STATUSES, HostMatcher, Fact, expand_home, load_catalog
 from dijkwacht.errors import ConfigError
 
-from .conftest import IP_RANGES
+from .conftest import IP_RANGES, shared
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def catalog():
 
 
 def test_every_range_file_provider_is_in_the_catalog(catalog):
-    ids = {p.stem for p in IP_RANGES.glob("*.txt")}
+    ids = {p.stem for p in shared(IP_RANGES).glob("*.txt")}
     assert ids and ids <= set(catalog.providers)
 
 

@@ -34,6 +34,7 @@ def test_bad_config_is_rejected_with_location(path, plugin_host):
 
 def test_full_config_loads(tmp_path):
     (tmp_path / "targets.txt").write_text("# municipalities\nGemeente.NL. sector=municipality\nbad..name\nzürich.ch\n")
+    (tmp_path / "ranges").mkdir()
     path = tmp_path / "dijkwacht.toml"
     path.write_text(
         """
@@ -109,3 +110,84 @@ def test_bad_durations(text):
 )
 def test_nameservers(text, normal):
     assert parse_nameserver(text) == normal
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_check_config_reports_every_bad_config_in_one_line(path, capsys):
+    """check-config goes through the same validation as start and reload: one line, exit 2."""
+    from dijkwacht.cli import main
+
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"dijkwacht: {path}"), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(float("nan"), "finite"), (float("inf"), "finite"), (1e308, "at most"), (0, "positive"), (-1, "positive"), (True, "number"), ("2", "number")],
+)
+def test_numbers_are_finite_and_in_range(value, message):
+    from dijkwacht.config import AGENT_FIELDS
+
+    with pytest.raises(ValueError, match=message):
+        AGENT_FIELDS["dns_timeout"](value)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "1e308", "-1", "0", "abc", "1ms"])
+def test_scan_rejects_bad_timeouts_like_the_config_does(text, capsys):
+    from dijkwacht.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["scan", "--timeout", text, "example.nl"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--timeout: '{text}'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--nameserver", "fe80::1%lo", "zone ids"),
+    ("--workers", "100000", "at most 64"),
+    ("--workers", "0", "positive"),
+    ("--concurrency", "1.5", "whole number"),
+    ("--max-inflight", "99999999", "at most"),
+])
+def test_scan_rejects_bad_options_in_one_line(option, value, message, capsys):
+    from dijkwacht.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["scan", option, value, "example.nl"])
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_nan_detector_setting_is_rejected(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[detectors.x]\nthreshold = nan\n")
+    with pytest.raises(ConfigError, match="detectors.x.threshold: must be a finite number"):
+        load_config(path, {"x": {"threshold": 0.5}})
+
+
+def test_config_that_is_not_utf8_is_one_clear_error(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"[agent]\nlog_level = \"\xff\"\n")
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        load_config(path)
+
+
+def test_repeated_targets_keep_the_first_and_are_reported(tmp_path):
+    (tmp_path / "targets.txt").write_text("example.nl sector=file\nother.nl\nother.nl owner=x\n")
+    path = tmp_path / "c.toml"
+    path.write_text('[agent]\ntargets_file = "targets.txt"\n[[targets]]\ndomain = "example.nl"\nlabels = { sector = "toml" }\n')
+    config = load_config(path)
+    assert [(t.domain, dict(t.labels)) for t in config.targets] == [("example.nl", {"sector": "toml"}), ("other.nl", {})]
+    assert [(p.line, p.message) for p in config.problems] == [
+        (1, f"example.nl repeats {path}:4; the first is kept"),
+        (3, f"other.nl repeats {tmp_path / 'targets.txt'}:2; the first is kept"),
+    ]
+
+
+def test_data_update_does_not_need_the_data_dir_to_exist(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[agent]\ndata_dir = "ranges"\n')
+    assert load_config(path, check_paths=False).agent.data_dir == str(tmp_path / "ranges")

@@ -5,12 +5,14 @@ tests/test_e2e_daemon.py.)"""
 from __future__ import annotations
 
 import asyncio
+import json
 import base64
 import ssl
 import subprocess
 import time
 
 import aiohttp
+import structlog.testing
 import bcrypt
 import pytest
 
@@ -263,3 +265,123 @@ async def test_category_failing_before_any_baseline_is_absent_not_zero(dns_serve
         assert 'dijkwacht_foreign_dependencies{category="email",target="ziekenhuis.nl"} 1.0' in text
     finally:
         await daemon.stop()
+
+
+async def test_reload_failures_of_any_kind_keep_the_old_config_and_say_so(running, monkeypatch):
+    daemon, http, base, _, config = running
+    good = config.read_text()
+    for broken, expected in [
+        (good.replace('nameservers = ["', 'nameservers = ["fe80::1%lo", "'), "zone ids"),
+        (good.replace('interval = "1s"', "interval = nan"), "must be a finite duration"),
+        (good.replace('sector = "municipality"', '__name__ = "x"'), "is reserved"),
+    ]:
+        config.write_text(broken)
+        async with http.post(f"{base}/-/reload") as response:
+            assert response.status == 500
+            assert expected in await response.text()
+        assert "dijkwacht_config_last_reload_successful 0.0" in daemon.metrics().decode()
+    # An unforeseen failure (a bug) is handled the same way, and counted.
+    config.write_text(good)
+    monkeypatch.setattr("dijkwacht.daemon.agent.load_config_with_plugins", lambda path, **_: 1 / 0)
+    with structlog.testing.capture_logs() as logs:
+        async with http.post(f"{base}/-/reload") as response:
+            assert response.status == 500
+            assert await response.text() == "ZeroDivisionError: division by zero\n"
+    assert [(e["event"], e["error"]) for e in logs] == [("config.reload_failed", "ZeroDivisionError: division by zero")]
+    text = daemon.metrics().decode()
+    assert 'dijkwacht_internal_errors_total{where="reload"} 1.0' in text
+    assert "dijkwacht_config_last_reload_successful 0.0" in text and "dijkwacht_targets 2.0" in text
+
+
+async def test_targets_file_problems_are_logged_at_start_and_reload(dns_server, tmp_path, capsys):
+    server = await dns_server(ZONE)
+    (tmp_path / "targets.txt").write_bytes(b"school.nl\ncaf\xe9.nl\nschool.nl owner=x\n")
+    config = tmp_path / "dijkwacht.toml"
+    write_config(config, server, tmp_path / "state.db")
+    config.write_text(config.read_text().replace("[daemon]", 'targets_file = "targets.txt"\n[daemon]'))
+    daemon = Daemon(config)
+    await daemon.start()  # (the agent configures its own logging: JSON lines on stderr here)
+    assert (await daemon.reload())[0]
+    try:
+        logs = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+        problems = [(e["line"], e["error"].split(" (")[0]) for e in logs if e["event"] == "target.invalid"]
+        assert problems == [(2, "not valid UTF-8"), (3, f"school.nl repeats {tmp_path / 'targets.txt'}:1; the first is kept")] * 2
+        assert sorted(daemon.targets) == ["gemeente.nl", "school.nl", "ziekenhuis.nl"]
+    finally:
+        await daemon.stop()
+
+
+async def test_a_handler_failure_is_one_line_a_500_and_counted(running, monkeypatch):
+    daemon, http, base, _, _ = running
+    monkeypatch.setattr(daemon.per_target, "render", lambda: (_ for _ in ()).throw(KeyError("boom")))
+    with structlog.testing.capture_logs() as logs:
+        async with http.get(f"{base}/metrics") as response:
+            assert response.status == 500
+            assert await response.text() == "internal error (logged)\n"
+    assert [(e["event"], e["path"], e["error"]) for e in logs] == [("http.error", "/metrics", "KeyError: 'boom'")]
+    monkeypatch.undo()
+    assert 'dijkwacht_internal_errors_total{where="http"} 1.0' in daemon.metrics().decode()
+
+
+async def test_reload_during_a_probe_does_not_close_its_resolver(dns_server, tmp_path):
+    server = await dns_server(ZONE, failures={"slow.nl": "timeout"})
+    config = tmp_path / "dijkwacht.toml"
+    write_config(config, server, tmp_path / "state.db")
+    config.write_text(config.read_text().replace("dns_timeout = 0.3", "dns_timeout = 1.0"))
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        probe = asyncio.create_task(daemon.probe("slow.nl"))
+        await asyncio.sleep(0.3)
+        for _ in range(3):  # as the daily data update does
+            assert (await daemon.reload())[0]
+        result = await probe
+        messages = [e.message for e in result.errors]
+        assert messages and all("TIMEOUT" in m for m in messages), messages
+        assert not any("closed" in m or "KeyError" in m for m in messages)
+    finally:
+        await daemon.stop()
+
+
+async def test_probes_have_their_own_limit(dns_server, tmp_path):
+    from dijkwacht.daemon.agent import PROBE_QUEUE, ProbeRefused
+
+    server = await dns_server(ZONE, failures={"slow.nl": "timeout"})
+    config = tmp_path / "dijkwacht.toml"
+    write_config(config, server, tmp_path / "state.db", extra="")
+    config.write_text(config.read_text().replace("confirmations = 2", "confirmations = 2\nprobe_concurrency = 2"))
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        capacity = 2 * (PROBE_QUEUE + 1)
+        probes = [asyncio.create_task(daemon.probe("slow.nl")) for _ in range(capacity)]
+        await asyncio.sleep(0.1)
+        with pytest.raises(ProbeRefused, match="probe_concurrency = 2"):
+            await daemon.probe("slow.nl")
+        for task in probes:
+            task.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
+        assert daemon._probes_waiting == 0
+    finally:
+        await daemon.stop()
+
+
+async def test_state_write_failures_are_counted_and_logged_once_per_run(running, monkeypatch):
+    import sqlite3
+
+    daemon, _, _, _, _ = running
+    await wait_for(lambda: daemon.ready)
+    real = daemon.state.record
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with structlog.testing.capture_logs() as logs:
+        monkeypatch.setattr(daemon.state, "record", full)
+        await wait_for(lambda: daemon.faults.state_writes >= 4)
+        monkeypatch.setattr(daemon.state, "record", real)
+        await wait_for(lambda: any(e["event"] == "state.write_recovered" for e in logs))
+    events = [e for e in logs if e["event"].startswith("state.")]
+    assert [e["event"] for e in events] == ["state.write_failed", "state.write_recovered"]
+    assert events[0]["error"] == "database or disk is full" and events[1]["failed"] >= 4
+    assert f"dijkwacht_state_write_errors_total {float(daemon.faults.state_writes)}" in daemon.metrics().decode()

@@ -53,6 +53,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "dijkwacht_scan_interval_seconds": ("gauge", frozenset()),
     "dijkwacht_scan_confirmations": ("gauge", frozenset()),
     "dijkwacht_build_info": ("gauge", frozenset({"version", "python_version"})),
+    "dijkwacht_internal_errors_total": ("counter", frozenset({"where"})),
+    "dijkwacht_state_write_errors_total": ("counter", frozenset()),
 }
 
 METRIC_RE = re.compile(r"dijkwacht_[a-z_]+")
@@ -81,6 +83,11 @@ DIJKWACHT = [sys.executable, "-c", "import sys; from dijkwacht.cli import main; 
 
 
 def check_config(path: Path) -> None:
+    # The configured directories must exist (a typo must not switch IP evidence off): give
+    # the deployment's /var/lib/dijkwacht a stand-in that does.
+    stand_in = path.parent / "var-lib-dijkwacht"
+    (stand_in / "ip-ranges").mkdir(parents=True, exist_ok=True)
+    path.write_text(path.read_text(encoding="utf-8").replace("/var/lib/dijkwacht", str(stand_in)), encoding="utf-8")
     res = run([*DIJKWACHT, "check-config", str(path)], timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
 

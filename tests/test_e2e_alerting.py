@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import IP_RANGES, ROOT
+from .conftest import IP_RANGES, ROOT, shared
 from .knot import Knot, free_port
 
 pytestmark = pytest.mark.e2e
@@ -151,7 +151,7 @@ def world(tmp_path):
     config.write_text(f"""
 [agent]
 nameservers = ["{knot.address}"]
-data_dir = "{IP_RANGES}"
+data_dir = "{shared(IP_RANGES)}"
 targets_file = "targets.txt"
 dns_timeout = 0.5
 dns_tries = 1

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import IP_RANGES
+from .conftest import IP_RANGES, shared
 from .knot import Knot, free_port
 
 pytestmark = pytest.mark.e2e
@@ -90,7 +90,7 @@ def setup(tmp_path):
     config.write_text(f"""
 [agent]
 nameservers = ["{knot.address}"]
-data_dir = "{IP_RANGES}"
+data_dir = "{shared(IP_RANGES)}"
 dns_timeout = 0.5
 dns_tries = 1
 [daemon]

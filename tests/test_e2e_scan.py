@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .conftest import IP_RANGES
+from .conftest import IP_RANGES, shared
 from .corpus import CASES
 from .knot import Knot
 from .scanhelpers import corpus_zone
@@ -37,7 +37,7 @@ def scan(*args: str) -> subprocess.CompletedProcess:
 
 def test_scan_of_the_corpus_matches_exactly(knot):
     names = [c.query or c.domain for c in KNOT_CASES]
-    done = scan("--nameserver", knot.address, "--data-dir", str(IP_RANGES), "--timeout", "1", "--format", "json", *names)
+    done = scan("--nameserver", knot.address, "--data-dir", str(shared(IP_RANGES)), "--timeout", "1", "--format", "json", *names)
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     assert [r["target"] for r in results] == [c.domain for c in KNOT_CASES]  # input order, normalised
@@ -85,7 +85,7 @@ def test_servfail_zone_is_an_error_for_every_detector(knot):
 
 
 def test_table_output_and_invalid_names(knot):
-    done = scan("--nameserver", knot.address, "--data-dir", str(IP_RANGES), "--format", "table", "gemeente-a.nl", "not_a..domain", "ziekenhuis-g.nl")
+    done = scan("--nameserver", knot.address, "--data-dir", str(shared(IP_RANGES)), "--format", "table", "gemeente-a.nl", "not_a..domain", "ziekenhuis-g.nl")
     assert done.returncode == 0
     out = done.stdout
     assert "gemeente-a.nl  (1 dependencies, 1 foreign)" in out
@@ -134,7 +134,9 @@ def test_http_probe_reads_headers_only_when_switched_on(tmp_path):
         off = json.loads(scan("--nameserver", knot.address, "probe-site.nl").stdout)
         assert requests == []  # DNS only: no connection to the target without --http-probe
         assert off[0]["dependencies"] == []
-        on = json.loads(scan("--nameserver", knot.address, "--http-probe", "probe-site.nl").stdout)
+        refused = json.loads(scan("--nameserver", knot.address, "--http-probe", "probe-site.nl").stdout)
+        assert requests == [] and refused[0]["dependencies"] == []  # 127.0.0.1 is not public
+        on = json.loads(scan("--nameserver", knot.address, "--http-probe", "--http-probe-allow-private", "probe-site.nl").stdout)
         cdn = [d for d in on[0]["dependencies"] if d["category"] == "cdn"]
         assert [(d["provider"], d["confidence"]) for d in cdn] == [("cloudflare", "confirmed")]
         assert any("cf-ray: 8f00deadbeef-AMS" in e for e in cdn[0]["evidence"])

@@ -182,11 +182,11 @@ def test_chart_template_delimiters_balanced():
 
 def test_schema_knows_every_agent_setting_the_chart_does_not_own():
     """A key added to the agent's config must be added to values.schema.json (and the other way round)."""
-    from dijkwacht.config import _AGENT_FIELDS, _DAEMON_FIELDS
+    from dijkwacht.config import AGENT_FIELDS, DAEMON_FIELDS
 
     config = chart_schema()["properties"]["config"]["properties"]
-    assert set(config["agent"]["properties"]) == set(_AGENT_FIELDS) - {"targets_dir"}
-    assert set(config["daemon"]["properties"]) == set(_DAEMON_FIELDS) - {"listen", "state_path", "web_config", "shard"}
+    assert set(config["agent"]["properties"]) == set(AGENT_FIELDS) - {"targets_dir"}
+    assert set(config["daemon"]["properties"]) == set(DAEMON_FIELDS) - {"listen", "state_path", "web_config", "shard"}
 
 
 # --------------------------------------------------------------------------
@@ -325,6 +325,7 @@ def test_helm_template_all_features(tmp_path):
     config_dir, targets_dir = tmp_path / "config", tmp_path / "targets"
     config_dir.mkdir()
     targets_dir.mkdir()
+    (tmp_path / "state" / "ip-ranges").mkdir(parents=True)  # the data-update init container's
     for key, text in objs[("ConfigMap", "rel-dijkwacht")]["data"].items():
         text = text.replace("/etc/dijkwacht/config", str(config_dir)).replace("/etc/dijkwacht/targets", str(targets_dir))
         (config_dir / key).write_text(text.replace("/var/lib/dijkwacht", str(tmp_path / "state")), encoding="utf-8")

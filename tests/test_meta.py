@@ -53,3 +53,36 @@ def test_every_command_is_documented():
     docs = (ROOT / "README.md").read_text()
     for name in commands:
         assert f"dijkwacht {name}" in docs, f"'dijkwacht {name}' is not mentioned in README.md"
+
+
+def test_the_readme_test_command_installs_what_it_needs_first():
+    readme = (ROOT / "README.md").read_text()
+    command = re.findall(r"```sh\n(.*?)\n```", readme, re.S)[1]
+    assert command.startswith("scripts/test-deps && unshare -rn ")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "../shared/data" in ci and "exit 1" in ci and "DIJKWACHT_REQUIRE_SHARED=1" in ci
+    assert "awk '/^```sh/{n++; next} /^```/{if(n==2) exit} n==2{print}' README.md" in ci
+
+
+def test_test_deps_names_every_missing_package(tmp_path):
+    import subprocess
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = subprocess.run(["/bin/sh", str(ROOT / "scripts" / "test-deps"), "--check"], capture_output=True, text=True, env={"PATH": str(empty)})
+    assert done.returncode == 1
+    missing = done.stdout.split(":", 1)[1].split()
+    assert missing == ["knot", "knot-dnsutils", "prometheus", "prometheus-alertmanager", "systemd", "dnsperf", "openssl", "iproute2", "util-linux", "mount", "chromium"]
+    here = subprocess.run([str(ROOT / "scripts" / "test-deps"), "--check"], capture_output=True, text=True)
+    assert (here.returncode, here.stdout) == (0, "")  # this machine has them all
+
+
+def test_missing_shared_data_skips_with_a_reason_or_fails_where_required(tmp_path, monkeypatch):
+    from .conftest import shared
+
+    monkeypatch.delenv("DIJKWACHT_REQUIRE_SHARED", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs the shared test data .*nowhere"):
+        shared(tmp_path / "nowhere")
+    monkeypatch.setenv("DIJKWACHT_REQUIRE_SHARED", "1")
+    with pytest.raises(pytest.fail.Exception, match="needs the shared test data"):
+        shared(tmp_path / "nowhere")

@@ -210,7 +210,7 @@ async def prober(dns_server, closed_port):
     async def make(zone: str, http_port: int, timeout: float = 5.0) -> Prober:
         dns = await dns_server(zone)
         engine = DNSEngine([dns.address], timeout=0.4, tries=1)
-        probe = HttpProbe(engine, timeout=timeout, https_port=closed_port, http_port=http_port)
+        probe = HttpProbe(engine, timeout=timeout, https_port=closed_port, http_port=http_port, allow_private=True)
         made.append(Prober(dns, engine, probe))
         return made[-1]
 

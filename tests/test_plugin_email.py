@@ -374,3 +374,31 @@ async def test_a_target_that_does_not_exist_is_a_failure_its_absent_names_are_no
     assert set(run.failed) == {"MX gone.nl: NXDOMAIN", "TXT gone.nl: NXDOMAIN"}
     # nothing under the target (selectors, autodiscover) is reported: only the target itself
     assert all(" gone.nl:" in message for message in run.failed)
+
+
+@pytest.mark.parametrize(
+    ("spf", "message"),
+    [
+        ('ex.nl TXT "v=spf1 include:_a.ex.nl -all"\n_a.ex.nl TXT "v=spf1 include:ex.nl -all"\n', "SPF permerror: SPF loop at ex.nl"),
+        ("".join(f'_{i}.ex.nl TXT "v=spf1 include:_{i + 1}.ex.nl -all"\n' for i in range(12)) + 'ex.nl TXT "v=spf1 include:_0.ex.nl -all"\n', "SPF permerror: more than 10 DNS-querying SPF terms"),
+    ],
+    ids=["loop", "too-many-lookups"],
+)
+async def test_spf_permerrors_are_reported_with_the_scan_not_as_failures(dns_server, spf, message):
+    """A broken SPF policy is the domain's own problem: reported, but the email category is
+    still complete (it must not block or fake a move the way a failed lookup would)."""
+    from dijkwacht.config import AgentSettings
+    from dijkwacht.runtime import build_runtime, load_data
+    from dijkwacht.targets import Target
+
+    server = await dns_server(f"ex.nl MX 10 {MS_MX}.\n" + spf)
+    settings = AgentSettings(nameservers=(server.address,), dns_timeout=0.4, dns_tries=1)
+    runtime = build_runtime(settings, load_data(settings), only=("email",))
+    try:
+        result = await runtime.scanner.scan(Target("ex.nl"))
+    finally:
+        await runtime.close()
+    assert result.errors == [] and "email" not in result.incomplete
+    assert [(w.detector, w.message) for w in result.warnings] == [("email", message)]
+    assert result.to_json()["warnings"] == [{"detector": "email", "message": message}]
+    assert ("email", "microsoft") in {(d.category, d.provider) for d in result.dependencies}

@@ -45,7 +45,7 @@ def rows():
 def bench(rows) -> Benchmark:
     # The whole dataset scans in 2-3 s, so no subset is needed. A sync fixture: asyncio.run
     # gives the scan its own loop, shared by the tests of this module.
-    return asyncio.run(evaluate(rows, ranges=load_ranges(IP_RANGES)))
+    return asyncio.run(evaluate(rows, ranges=load_ranges(shared(IP_RANGES))))
 
 
 def test_dataset_and_served_records(rows):

@@ -133,3 +133,134 @@ def test_ownership_noticed_by_a_scan_is_recorded_too(tmp_path):
     [change] = store.record(result(deps=[dep("zivver", "US")]), EU, now=2)
     assert change.reason == "ownership" and change.to_foreign
     assert store.stored("gemeente.nl")["email"][0].jurisdiction == "US"
+
+
+# ---- opening: damaged, foreign, locked, read-only ------------------------------------------
+
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from dijkwacht.daemon.state import StateError
+
+
+def _history(path):
+    """A state with three recorded changes; returns them."""
+    store = StateStore(path, confirmations=1)
+    store.record(result(deps=[dep("transip", "NL")]), EU, now=1)
+    for t, provider in enumerate(["microsoft", "google", "transip"], start=2):
+        store.record(result(deps=[dep(provider, "US" if provider != "transip" else "NL")]), EU, now=t)
+    changes = store.changes()
+    store.close()
+    assert len(changes) == 3
+    return changes
+
+
+def test_new_state_is_private(tmp_path):
+    StateStore(tmp_path / "state.db").close()
+    assert stat.S_IMODE((tmp_path / "state.db").stat().st_mode) == 0o600
+    assert not (tmp_path / "state.db.new").exists()
+
+
+def test_a_second_agent_on_one_state_is_refused(tmp_path):
+    first = StateStore(tmp_path / "state.db")
+    with pytest.raises(StateError, match=rf"in use by another dijkwacht agent \(pid {os.getpid()}"):
+        StateStore(tmp_path / "state.db")
+    reader = StateStore(tmp_path / "state.db", readonly=True)  # `history` may read meanwhile
+    assert reader.changes() == []
+    reader.close()
+    first.close()
+    StateStore(tmp_path / "state.db").close()  # the lock goes with its holder
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: p.write_bytes(b""), "the file is empty"),
+        (lambda p: p.write_bytes(b"this is not a database at all" * 100), "not a database"),
+        (lambda p: p.write_bytes(p.read_bytes()[:3000]), "corrupt"),
+        (lambda p: _scribble(p), "corrupt"),
+    ],
+    ids=["zero-bytes", "not-sqlite", "truncated", "damaged-page"],
+)
+def test_a_damaged_state_is_refused_untouched_or_moved_aside(tmp_path, damage, message):
+    path = tmp_path / "state.db"
+    _history(path)
+    damage(path)
+    before = path.read_bytes()
+    with pytest.raises(StateError, match=message) as info:
+        StateStore(path)
+    assert 'on_corrupt_state = "move-aside"' in str(info.value) and "\n" not in str(info.value)
+    assert path.read_bytes() == before  # refused: not one byte changed
+    store = StateStore(path, on_corrupt="move-aside")
+    assert store.moved_aside.startswith(f"{path}.corrupt-")
+    assert open(store.moved_aside, "rb").read() == before
+    assert store.changes() == []  # a new history
+    store.close()
+
+
+def _scribble(path):
+    """Overwrite one page in the middle of the changes table, as a failing disk would."""
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) >= 3 * page
+    data[2 * page : 3 * page] = b"\xa5" * page
+    path.write_bytes(bytes(data))
+
+
+def test_an_intact_history_survives_reopening_byte_for_byte(tmp_path):
+    path = tmp_path / "state.db"
+    changes = _history(path)
+    store = StateStore(path)
+    assert store.changes() == changes
+    store.close()
+
+
+def test_someone_elses_database_is_refused_not_moved(tmp_path):
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE invoices (id INTEGER)")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="not a dijkwacht state"):
+        StateStore(path, on_corrupt="move-aside")
+    assert path.exists()
+
+
+def test_a_directory_is_refused(tmp_path):
+    with pytest.raises(StateError, match="is a directory"):
+        StateStore(tmp_path)
+
+
+def test_a_failed_write_is_rolled_back_and_reported_as_itself(tmp_path, monkeypatch):
+    """SQLite rolls back by itself on a full disk; the store's own ROLLBACK must not then
+    replace the real error with "no transaction is active"."""
+    store = StateStore(tmp_path / "state.db", confirmations=1)
+    store.record(result(deps=[dep("transip", "NL")]), EU, now=1)
+    real_insert = store._insert_change
+
+    def full(change):
+        store.db.execute("ROLLBACK")  # what SQLITE_FULL does
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "_insert_change", full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        store.record(result(deps=[dep("microsoft", "US")]), EU, now=2)
+    monkeypatch.setattr(store, "_insert_change", real_insert)
+    assert store.changes() == [] and providers(store) == ["transip"]
+    [change] = store.record(result(deps=[dep("microsoft", "US")]), EU, now=3)
+    assert change.at == 3 and store.changes() == [change]
+
+
+def test_the_report_reads_the_state_beside_a_running_agent(tmp_path):
+    from dijkwacht.report.inputs import read_state
+
+    changes = _history(tmp_path / "state.db")
+    agent = StateStore(tmp_path / "state.db")  # holds the lock, as `dijkwacht run` does
+    try:
+        loaded = read_state(str(tmp_path / "state.db"), targets=None, since=0)
+    finally:
+        agent.close()
+    assert [c["at"] for c in loaded.changes] == [c.to_json()["at"] for c in changes]

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .. import logs
 from ..budget import Budget
 from ..config import Config
-from ..errors import DijkwachtError
+from ..errors import DijkwachtError, one_line
 from ..isolation import Isolation
 from ..ipranges import RangeFile
 from ..rangefeeds import FEEDS
 from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
 from ..scanner import Dependency, TargetResult, counted
 from ..shard import Shard
+from ..targets import Target
 from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView, change_kind
 from .schedule import Schedule, next_due
 from .state import Change, StateStore
@@ -38,6 +45,36 @@ def _newest_mtime(paths) -> float:
     return max(times, default=0.0)
 
 
+PROBE_TIMEOUT = 60.0
+PROBE_QUEUE = 4  # probes that may wait for a slot, per slot; more are turned away at once
+
+
+class ProbeRefused(Exception):
+    """/probe is at its limit (or the agent is stopping): answered 503 at once."""
+
+
+class Faults(Collector):
+    """Errors that are the agent's own, not a target's: counted so that an alert can see them."""
+
+    WHERE = ("http", "reload", "scan")
+
+    def __init__(self) -> None:
+        self.internal: Counter[str] = Counter({where: 0 for where in self.WHERE})
+        self.state_writes = 0
+
+    def collect(self) -> Iterator[Metric]:
+        internal = CounterMetricFamily("dijkwacht_internal_errors", "Unexpected errors caught at an entry point (a bug or an unforeseen fault), by where: http, reload, scan.", labels=["where"])
+        for where, count in sorted(self.internal.items()):
+            internal.add_metric([where], count)
+        yield internal
+        yield CounterMetricFamily("dijkwacht_state_write_errors", "Scan results that could not be written to the state database (e.g. a full disk); such a scan is not counted.", value=self.state_writes)
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type and message."""
+    return f"{type(exc).__name__}: {one_line(str(exc))}"
+
+
 class Daemon:
     def __init__(self, config_path: Path | str, *, clock=time.time, shard: Shard | None = None, log_level: str | None = None, state_path: str | None = None, strict_plugins: bool = False) -> None:
         self.config_path = str(config_path)
@@ -52,16 +89,28 @@ class Daemon:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.per_target = TargetRenderer(self.snapshot)
+        self.faults = Faults()
+        self.registry.register(self.faults)
         self.dns_stats: Counter[str] = self.snapshot.dns_queries
         self.schedule = Schedule()
         self.config: Config | None = None
         self.data: Data | None = None
         self.runtime: Runtime | None = None
         self.isolation: Isolation | None = None  # third-party detectors' lanes, for the agent's life
+        self.probe_runtime: Runtime | None = None  # /probe's own DNS engine, budget and cache
         self.state: StateStore | None = None
         self.targets: dict = {}
         self.ready = False
+        # Other parts reloaded with the configuration (the web config): each validates its
+        # part of a new configuration and returns how to apply it, which happens only if every
+        # part is valid.
+        self.reload_hooks: list[Callable[[Config], Awaitable[Callable[[], None]]]] = []
         self._budget: Budget | None = None
+        self._probe_budget: Budget | None = None
+        self._probes_waiting = 0
+        self._users: Counter[Runtime] = Counter()  # scans and probes using each runtime
+        self._released = asyncio.Condition()
+        self._failed_writes = 0
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -76,20 +125,27 @@ class Daemon:
         """Load everything or fail (at start an invalid config is fatal), then start scanning."""
         self._seen = self.fingerprint()
         config, data = load_config_with_plugins(self.config_path, strict=self.strict_plugins)
-        state_path = self.state_path_override or config.daemon.state_path
-        self.state = StateStore(state_path, config.daemon.confirmations)
-        self.isolation = Isolation()
-        self.snapshot.loop_stalls = self.isolation.watchdog.stalls
-        restored = bool(self.state.scans())
-        self._apply(config, data)
+        daemon = config.daemon
+        state_path = self.state_path_override or daemon.state_path
+        self.state = StateStore(state_path, daemon.confirmations, config.agent.count_inferred, on_corrupt=daemon.on_corrupt_state)
+        try:
+            if self.state.moved_aside:
+                log.warning("state.corrupt_moved_aside", message=f"state database is corrupt: moved aside to {self.state.moved_aside}, starting a new history", state=state_path)
+            self.isolation = Isolation()
+            self.snapshot.loop_stalls = self.isolation.watchdog.stalls
+            restored = bool(self.state.scans())
+            self._apply(config, data)
+        except BaseException:
+            self.state.close()
+            raise
         if restored or not self.targets:
             self._background(self._ready_when_rendered())
-        shard = self.shard_override or config.daemon.shard
+        shard = self.shard_override or daemon.shard
         self._seen = self.fingerprint()  # now with the files the config names
         log.info("agent.started", targets=len(self.targets), configured=len(config.targets), shard=str(shard) if shard else None, state=state_path, restored=restored)
         self._scheduler = asyncio.create_task(self._schedule_loop())
 
-    async def stop(self, grace: float = 4.0) -> None:
+    async def stop(self, grace: float = 3.0) -> None:
         """Stop scheduling, let in-flight scans finish for up to `grace` seconds, close."""
         self._stopping.set()
         self._wake.set()
@@ -102,8 +158,9 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await asyncio.gather(*self._closing, return_exceptions=True)
-        if self.runtime is not None:
-            await self.runtime.close()
+        for runtime in (self.runtime, self.probe_runtime):
+            if runtime is not None:
+                await runtime.close()
         if self.isolation is not None:
             await self.isolation.close()
         if self.state is not None:
@@ -111,44 +168,76 @@ class Daemon:
         log.info("agent.stopped")
 
     async def reload(self) -> tuple[bool, str]:
-        """Reload config, plugins, catalog and IP ranges; keep the old ones if anything is invalid."""
+        """Reload config, plugins, catalog and IP ranges; keep the old ones if anything is invalid.
+
+        Whatever goes wrong (an invalid file, an unreadable one, a bug) the old configuration
+        stays, the failure is one log line and `dijkwacht_config_last_reload_successful` is 0.
+        """
         async with self._reload_lock:
-            self._seen = await asyncio.to_thread(self.fingerprint)
             try:
+                self._seen = await asyncio.to_thread(self.fingerprint)
                 config, data = await asyncio.to_thread(load_config_with_plugins, self.config_path, strict=self.strict_plugins)
+                commits = [await hook(config) for hook in self.reload_hooks]
+                self._apply(config, data)
+                for commit in commits:
+                    commit()
+                self._seen = await asyncio.to_thread(self.fingerprint)  # the new config may name other files
             except DijkwachtError as exc:
-                self.snapshot.reload_ok = False
-                log.error("config.reload_failed", error=str(exc), kept="previous configuration")
-                return False, str(exc)
-            self._apply(config, data)
-            self._seen = await asyncio.to_thread(self.fingerprint)  # the new config may name other files
+                return self._reload_failed(str(exc))
+            except Exception as exc:
+                self.faults.internal["reload"] += 1
+                return self._reload_failed(describe(exc))
             log.info("config.reloaded", targets=len(self.targets))
             return True, "reloaded"
 
+    def _reload_failed(self, message: str) -> tuple[bool, str]:
+        self.snapshot.reload_ok = False
+        log.error("config.reload_failed", error=message, kept="previous configuration")
+        return False, message
+
     def _apply(self, config: Config, data: Data) -> None:
+        """Make `config` current. Everything that can fail comes first (building the scan's
+        parts, writing ownership changes); only then is anything replaced."""
         assert self.state is not None
         now = self.clock()
         home = config.agent.home_codes
-        logs.configure(self.log_level_override or config.agent.log_level)
-        old_runtime = self.runtime
-        self.runtime = build_runtime(config.agent, data, config.detectors, dns_stats=self.dns_stats, isolation=self.isolation)
-        self.config, self.data = config, data
-        self.state.confirmations = config.daemon.confirmations
-        self.state.count_inferred = config.agent.count_inferred
-        self._budget = Budget(config.agent.concurrency)  # scans in flight finish on the old one
-        self.snapshot.home = home  # the kind of each change below is judged against it
+        runtime = build_runtime(config.agent, data, config.detectors, dns_stats=self.dns_stats, isolation=self.isolation)
+        try:
+            probe_settings = replace(config.agent, max_inflight=config.daemon.probe_max_inflight)
+            probe_runtime = build_runtime(probe_settings, data, config.detectors, dns_stats=self.dns_stats, isolation=self.isolation)
+        except BaseException:
+            self._background(runtime.close())
+            raise
         shard = self.shard_override or config.daemon.shard
-        self.targets = {t.domain: t for t in config.targets if shard is None or shard.owns(t.domain)}
+        targets = {t.domain: t for t in config.targets if shard is None or shard.owns(t.domain)}
         # Forget the current state (not the history) of every target this agent no longer
         # scans -- removed, or moved to another shard -- before anything reads it: a target
         # that comes back, or arrives from another shard, starts with a baseline, never a change.
-        removed = [d for d in {*self.snapshot.views, *self.state.scans(), *self.state.baselined()} if d not in self.targets]
-        self.state.forget(removed)
+        removed = [d for d in {*self.snapshot.views, *self.state.scans(), *self.state.baselined()} if d not in targets]
+        counting = self.state.count_inferred
+        self.state.count_inferred = config.agent.count_inferred
+        try:
+            self.state.forget(removed)
+            # Parent changes first: no scan with the new catalog may absorb one silently.
+            owned = self.state.apply_ownership(data.catalog, home, now=now)
+        except BaseException:
+            self.state.count_inferred = counting
+            self._background(runtime.close())
+            self._background(probe_runtime.close())
+            raise
+        logs.configure(self.log_level_override or config.agent.log_level)
+        old = (self.runtime, self.probe_runtime)
+        self.runtime, self.probe_runtime = runtime, probe_runtime
+        self.config, self.data = config, data
+        self.state.confirmations = config.daemon.confirmations
+        self._budget = Budget(config.agent.concurrency)  # scans in flight finish on the old one
+        self._probe_budget = Budget(config.daemon.probe_concurrency)
+        self.snapshot.home = home  # the kind of each change below is judged against it
+        for change in owned:
+            self._changed(change)
+        self.targets = targets
         for domain in removed:
             self.schedule.remove(domain)
-        # Parent changes first: no scan with the new catalog may absorb one silently.
-        for change in self.state.apply_ownership(data.catalog, home, now=now):
-            self._changed(change)
 
         stored = self.state.dependencies()
         baselined = self.state.baselined()
@@ -179,10 +268,19 @@ class Daemon:
         s.range_files = self._range_files(config, data)
         s.reload_ok = True
         s.reload_success_time = now
-        if old_runtime is not None:
-            self._background(self._close_when_idle(old_runtime, list(self._inflight.values())))
+        self._report_problems(config)
+        for previous in old:
+            if previous is not None:
+                self._background(self._close_when_idle(previous))
         self._background(self.per_target.prepare_all())
         self._wake.set()
+
+    def _report_problems(self, config: Config, limit: int = 20) -> None:
+        """Bad or repeated targets-file lines: logged (the first `limit`), not silently dropped."""
+        for problem in config.problems[:limit]:
+            log.warning("target.invalid", file=problem.path, line=problem.line, error=problem.message)
+        if len(config.problems) > limit:
+            log.warning("target.invalid_more", count=len(config.problems) - limit, file=config.problems[limit].path)
 
     def _range_files(self, config: Config, data: Data) -> tuple[RangeFile, ...]:
         """The loaded range files, plus a dated-never (0) empty entry for every known feed whose
@@ -231,7 +329,13 @@ class Daemon:
                 return
             except TimeoutError:
                 pass
-            if await asyncio.to_thread(self.fingerprint) != self._seen:
+            try:
+                changed = await asyncio.to_thread(self.fingerprint) != self._seen
+            except Exception as exc:  # (an unreadable directory) never stop watching
+                self.faults.internal["reload"] += 1
+                log.error("config.watch_failed", error=describe(exc))
+                continue
+            if changed:
                 log.info("config.changed", action="reload")
                 await self.reload()
 
@@ -240,14 +344,34 @@ class Daemon:
         await self.per_target.prepare_all()
         self.ready = True
 
+    def background(self, coroutine) -> None:
+        """Run `coroutine` as a task the daemon keeps (and awaits when it stops)."""
+        self._background(coroutine)
+
     def _background(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _close_when_idle(self, runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
-        if tasks:
-            await asyncio.wait(tasks)
+    @contextlib.contextmanager
+    def _using(self, runtime: Runtime) -> Iterator[Runtime]:
+        """Mark `runtime` in use, so that a reload does not close it under a scan or probe."""
+        self._users[runtime] += 1
+        try:
+            yield runtime
+        finally:
+            self._users[runtime] -= 1
+            if not self._users[runtime]:
+                del self._users[runtime]
+                self._background(self._notify_released())
+
+    async def _notify_released(self) -> None:
+        async with self._released:
+            self._released.notify_all()
+
+    async def _close_when_idle(self, runtime: Runtime) -> None:
+        async with self._released:
+            await self._released.wait_for(lambda: runtime not in self._users)
         await runtime.close()
 
     # ---- scanning --------------------------------------------------------------------------
@@ -271,14 +395,15 @@ class Daemon:
             async with self._budget:
                 if self._stopping.is_set():
                     return
-                runtime = self.runtime
-                result = await runtime.scanner.scan(self.targets[domain])
+                with self._using(self.runtime) as runtime:
+                    result = await runtime.scanner.scan(self.targets[domain])
             if domain in self.targets:
                 self._fold(result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never let one target stop the agent
-            log.exception("scan.failed", target=domain, error=str(exc))
+            self.faults.internal["scan"] += 1
+            log.error("scan.failed", target=domain, error=describe(exc))
         finally:
             self._inflight.pop(domain, None)
             if domain in self.targets and not self._stopping.is_set() and self.config is not None:
@@ -290,9 +415,17 @@ class Daemon:
         assert self.state is not None
         now = self.clock()
         domain = result.target.domain
-        for change in self.state.record(result, self.snapshot.home, now=now):
-            self._changed(change)
         self.snapshot.observe_duration(result.duration)
+        try:
+            changes = self.state.record(result, self.snapshot.home, now=now)
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+            return  # rolled back whole: as if this scan had not happened
+        if self._failed_writes:
+            log.warning("state.write_recovered", failed=self._failed_writes)
+            self._failed_writes = 0
+        for change in changes:
+            self._changed(change)
         errors: Counter[str] = Counter(e.detector for e in result.errors)
         self.snapshot.detector_errors.update(errors)
         if self.isolation is not None:
@@ -315,6 +448,31 @@ class Daemon:
         if not self.ready and all(v.scanned for v in self.snapshot.views.values()):
             self.ready = True
             log.info("agent.ready", reason="first full pass done")
+
+    def _write_failed(self, exc: sqlite3.Error) -> None:
+        """Count every failed write; log the first of a run of them (a full disk fails every
+        scan: one line, then one more when writes succeed again)."""
+        self.faults.state_writes += 1
+        if not self._failed_writes:
+            log.error("state.write_failed", error=one_line(str(exc)), state=self.state.path if self.state else "", effect="scan results are not recorded until writes succeed again")
+        self._failed_writes += 1
+
+    async def probe(self, domain: str) -> TargetResult:
+        """One on-demand scan for /probe, on its own runtime (DNS budget, cache) and within its
+        own concurrency limit, so that probes cannot starve the scheduled scans."""
+        budget = self._probe_budget
+        assert budget is not None and self.probe_runtime is not None and self.config is not None
+        if self._stopping.is_set():
+            raise ProbeRefused("the agent is stopping")
+        if self._probes_waiting >= self.config.daemon.probe_concurrency * (PROBE_QUEUE + 1):
+            raise ProbeRefused(f"too many probes in progress (limit [daemon] probe_concurrency = {self.config.daemon.probe_concurrency})")
+        self._probes_waiting += 1
+        try:
+            async with budget:
+                with self._using(self.probe_runtime) as runtime:  # the current one, after the wait
+                    return await asyncio.wait_for(runtime.scanner.scan(Target(domain)), PROBE_TIMEOUT)
+        finally:
+            self._probes_waiting -= 1
 
     def _counted(self, deps: dict[str, list[Dependency]]) -> dict[str, list[Dependency]]:
         """The stored dependencies the metrics show: inferred ones only with `count_inferred`."""

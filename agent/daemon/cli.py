@@ -13,7 +13,7 @@ from pathlib import Path
 import structlog
 
 from ..cli_plugins import add_strict_option
-from ..config import load_config, parse_duration
+from ..config import Config, duration, load_config
 from ..errors import DijkwachtError
 from ..shard import parse_shard
 from .agent import Daemon
@@ -22,6 +22,8 @@ from .state import StateStore
 from .webconfig import load_web_config
 
 log = structlog.get_logger()
+
+SHUTDOWN_TIMEOUT = 9.0  # seconds from SIGTERM to exit, at most
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +57,7 @@ def _interval(text: str) -> float:
     if text.strip() in ("0", "0s"):
         return 0.0
     try:
-        return parse_duration(text)
+        return duration(0.1, 86400)(text)  # checking every millisecond would be a busy loop
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -84,30 +86,45 @@ async def _run(args: argparse.Namespace) -> int:
         web_config = load_web_config(args.web_config or daemon.config.daemon.web_config)
         listen = args.listen or daemon.config.daemon.listen
         runner = await serve(daemon, web_config, listen, lifecycle=args.lifecycle)
-    except (DijkwachtError, OSError):
+    except BaseException:
         await daemon.stop(grace=0)
         raise
-    log.info("http.listening", address=listen, tls=web_config.ssl_context is not None, basic_auth=bool(web_config.users), lifecycle=args.lifecycle)
+
+    async def reload_web_config(config: Config):
+        """Validate the web config with the rest of a reload; apply it only if all is valid."""
+        new = await asyncio.to_thread(load_web_config, args.web_config or config.daemon.web_config)
+        web_config.check_update(new)
+        return lambda: web_config.update(new)
+
+    daemon.reload_hooks.append(reload_web_config)
+    log.info("http.listening", address=listen, web_config=web_config.describe(), lifecycle=args.lifecycle)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.background(daemon.reload()))
     watcher = asyncio.create_task(daemon.watch(args.reload_interval)) if args.reload_interval else None
     await stop.wait()
     log.info("agent.stopping")
-    await runner.cleanup()
-    await daemon.stop()
-    if watcher is not None:
-        await watcher
+    try:
+        # Whatever is in flight (a slow /probe, scans waiting out DNS timeouts), the agent is
+        # gone well within systemd's and Kubernetes' stop timeouts.
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+            await runner.cleanup()
+            await daemon.stop()
+            if watcher is not None:
+                await watcher
+    except TimeoutError:
+        log.warning("agent.stop_timeout", seconds=SHUTDOWN_TIMEOUT)
+    web_config.close()
     return 0
 
 
 def _history(args: argparse.Namespace) -> int:
-    path = args.state or load_config(args.config).daemon.state_path
+    path = args.state or load_config(args.config, check_paths=False).daemon.state_path
     if not Path(path).is_file():
         raise DijkwachtError(f"no state database at {path} (has `dijkwacht run` been started with this configuration?)")
-    store = StateStore(path)
+    store = StateStore(path, readonly=True)
     try:
         changes = store.changes(args.target, args.since)
     finally:

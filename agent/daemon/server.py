@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import time
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -13,26 +13,37 @@ from .. import __version__
 from ..report.html import CSP
 from ..report.live import LiveReport
 from ..scanner import counted
-from ..targets import InvalidTarget, Target, normalise_domain
-from .agent import Daemon
+from ..targets import InvalidTarget, normalise_domain
+from .agent import Daemon, ProbeRefused, describe
 from .metrics import ProbeCollector, TargetView
 from .webconfig import WebConfig
 
-PROBE_TIMEOUT = 60.0
+SHUTDOWN_GRACE = 1.0  # seconds in-flight requests (a /probe) get when the agent stops (aiohttp may take twice that)
+
+log = structlog.get_logger()
+
+
+def errors_middleware(daemon: Daemon):
+    """A handler's unexpected exception: one log line, a counted error, a plain 500."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            daemon.faults.internal["http"] += 1
+            log.error("http.error", path=request.path, error=describe(exc))
+            return web.Response(status=500, text="internal error (logged)\n")
+
+    return errors
 
 
 def make_app(daemon: Daemon, web_config: WebConfig, *, lifecycle: bool = False) -> web.Application:
-    auth = web_config.middleware()
-
-    @web.middleware
-    async def auth_but_liveness(request: web.Request, handler):
-        # The liveness probe stays open (kubelet, systemd, container HEALTHCHECK); with basic
-        # auth configured, everything else -- metrics, probe, readiness, reload -- needs it.
-        if request.path == "/-/healthy":
-            return await handler(request)
-        return await auth(request, handler)
-
-    app = web.Application(middlewares=[auth_but_liveness])
+    # The liveness probe stays open (kubelet, systemd, container HEALTHCHECK); with basic auth
+    # configured, everything else -- metrics, probe, readiness, reload -- needs it.
+    app = web.Application(middlewares=[errors_middleware(daemon), web_config.middleware(open_paths=frozenset({"/-/healthy"}))])
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=daemon.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -57,11 +68,11 @@ def make_app(daemon: Daemon, web_config: WebConfig, *, lifecycle: bool = False) 
             domain = normalise_domain(raw)
         except InvalidTarget as exc:
             return web.Response(status=400, text=f"target: {exc}\n")
-        runtime = daemon.runtime
-        assert runtime is not None
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(runtime.scanner.scan(Target(domain)), PROBE_TIMEOUT)
+            result = await daemon.probe(domain)
+        except ProbeRefused as exc:
+            return web.Response(status=503, text=f"{exc}\n", headers={"Retry-After": "5"})
         except TimeoutError:
             return web.Response(status=504, text="probe timed out\n")
         errors: dict[str, int] = {}
@@ -108,7 +119,7 @@ def make_app(daemon: Daemon, web_config: WebConfig, *, lifecycle: bool = False) 
 async def serve(daemon: Daemon, web_config: WebConfig, listen: str, *, lifecycle: bool = False) -> web.AppRunner:
     # ":9849" (empty host) binds every address of both families, as Prometheus' listen address does.
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(daemon, web_config, lifecycle=lifecycle), access_log=None)
+    runner = web.AppRunner(make_app(daemon, web_config, lifecycle=lifecycle), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context)
     await site.start()

@@ -3,13 +3,23 @@
 A move is confirmed only after `confirmations` consecutive complete scans agree; a scan whose
 detector failed for a category neither counts toward nor resets a pending move, so a SERVFAIL
 period changes nothing. The first complete scan of a target is its baseline, never a change.
-Every write is one transaction in WAL mode: a kill -9 loses at most the scan in progress.
+Every write is one transaction in WAL mode: a kill -9 loses at most the scan in progress,
+and a write that fails (a full disk) is rolled back whole: the scan is as if it never happened.
+
+Opening is careful, because the history is the one thing that cannot be rebuilt: one agent per
+file (a lock file), `PRAGMA quick_check` before use, a new database created under a temporary
+name and renamed into place (so an empty or half-written file is never mistaken for a new
+history), mode 0600. A damaged file is refused with a clear message, or -- if the operator
+chose so -- moved aside, and a new history started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -17,7 +27,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..catalog import Catalog, is_foreign
+from ..errors import DijkwachtError, one_line
 from ..scanner import Dependency, TargetResult, counted
+
+APPLICATION_ID = 0x646B7763  # "dkwc" in the SQLite header: this file is a dijkwacht state
+TABLES = frozenset({"dependencies", "baselines", "pending", "changes", "scans"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dependencies (
@@ -114,26 +128,204 @@ def _dependency(row: tuple) -> Dependency:
     return Dependency(category, provider, name, juris, False, tuple(json.loads(evidence)), confidence, parent, role)
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Undo a failed write. SQLite may have rolled back already (SQLITE_FULL does): then there
+    is nothing to undo, and the original error is the one worth reporting."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
+def _hint(exc: sqlite3.Error) -> str:
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text:
+        return "the file or its directory is read-only; the agent needs to write its history"
+    if "full" in text:
+        return "the disk is full; free space and start again"
+    if "locked" in text or "busy" in text:
+        return "another process holds it"
+    return "see the SQLite message"
+
+
+class StateError(DijkwachtError):
+    """The state database cannot be used (corrupt, locked, read-only, not ours); says what to do."""
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _quick_check(db: sqlite3.Connection) -> None:
+    """Raise _Corrupt unless the file is an intact SQLite database holding dijkwacht's state."""
+    try:
+        rows = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        app = db.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.OperationalError:  # cannot open, I/O error, locked: not the file's fault
+        raise
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+        raise _Corrupt(str(exc)) from None
+    if rows != ["ok"]:
+        raise _Corrupt(one_line("quick_check: " + "; ".join(rows)))
+    if app not in (0, APPLICATION_ID) or (tables and app == 0 and not tables & TABLES):
+        raise StateError(f"{db_path(db)} is an SQLite database but not a dijkwacht state (application_id {app:#x}, tables {', '.join(sorted(tables)) or 'none'}); give [daemon] state_path a file of its own")
+    if app == APPLICATION_ID and not TABLES <= tables:
+        raise _Corrupt(f"tables missing: {', '.join(sorted(TABLES - tables))}")
+
+
+def db_path(db: sqlite3.Connection) -> str:
+    return db.execute("PRAGMA database_list").fetchone()[2]
+
+
 class StateStore:
     """`count_inferred`: whether inferred dependencies take part in change detection. They are
     stored either way, so switching the setting never looks like a move."""
 
-    def __init__(self, path: Path | str, confirmations: int = 2, count_inferred: bool = False) -> None:
+    def __init__(self, path: Path | str, confirmations: int = 2, count_inferred: bool = False, *, on_corrupt: str = "refuse", readonly: bool = False) -> None:
+        """Open (or create) the state. `on_corrupt` is "refuse" or "move-aside"; `readonly`
+        (for `history`) neither locks, creates nor writes."""
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.confirmations = confirmations
         self.count_inferred = count_inferred
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(dependencies)")}
-        if "role" not in columns:  # a database written before dependencies had roles
-            self.db.execute("ALTER TABLE dependencies ADD COLUMN role TEXT NOT NULL DEFAULT ''")
+        self.moved_aside = ""  # where a damaged database was moved, if it was
+        self._lock_fd: int | None = None
+        if self.path == ":memory:":
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.executescript(SCHEMA)
+            return
+        file = Path(self.path)
+        if file.is_dir():
+            raise StateError(f"state database {file} is a directory; [daemon] state_path must name a file")
+        try:
+            if readonly:
+                self.db = self._open_readonly(file)
+                return
+            file.parent.mkdir(parents=True, exist_ok=True)
+            self._lock(file)
+            self._check(file, on_corrupt)
+            if not file.exists():
+                self._create(file)
+            self.db = self._connect(file)
+        except sqlite3.Error as exc:
+            self._unlock()
+            raise StateError(f"cannot use state database {file}: {exc} ({_hint(exc)})") from None
+        except OSError as exc:
+            self._unlock()
+            raise StateError(f"cannot use state database {file}: {exc.strerror or exc}") from None
+        except BaseException:
+            self._unlock()
+            raise
 
     def close(self) -> None:
         self.db.close()
+        self._unlock()
+
+    # ---- opening -------------------------------------------------------------------------
+
+    def _lock(self, file: Path) -> None:
+        """One agent per state file: two would each count toward a move's confirmations."""
+        lock = Path(f"{file}.lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StateError(f"state database {file} is in use by another dijkwacht agent (pid {holder}, lock {lock}); give each agent its own state_path") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock; the file stays (harmless, reused)
+            self._lock_fd = None
+
+    def _check(self, file: Path, on_corrupt: str) -> None:
+        if not file.exists():
+            return
+        try:
+            if file.stat().st_size == 0:
+                raise _Corrupt("the file is empty (0 bytes), though a new state is never written in place")
+            db = sqlite3.connect(file, isolation_level=None)
+            try:
+                _quick_check(db)
+            finally:
+                db.close()
+        except _Corrupt as problem:
+            if on_corrupt != "move-aside":
+                raise StateError(
+                    f"state database {file} is corrupt ({problem}); the history in it is kept untouched. "
+                    f"Restore a backup, or move it aside yourself, or set [daemon] on_corrupt_state = \"move-aside\" to start a new history"
+                ) from None
+            self.moved_aside = self._move_aside(file)
+
+    @staticmethod
+    def _move_aside(file: Path) -> str:
+        aside = f"{file}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        for suffix in ("-wal", "-shm", ""):
+            part = Path(f"{file}{suffix}")
+            if part.exists():
+                os.replace(part, f"{aside}{suffix}")
+        return aside
+
+    @staticmethod
+    def _create(file: Path) -> None:
+        """A new state, written under a temporary name and renamed into place."""
+        temporary = Path(f"{file}.new")
+        for stale in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+            stale.unlink(missing_ok=True)
+        os.close(os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        db = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+        finally:
+            db.close()
+        os.replace(temporary, file)
+
+    @staticmethod
+    def _connect(file: Path) -> sqlite3.Connection:
+        # Refused now rather than at the first scan. (A full disk is not refused: the stored
+        # state is still served, failed writes are counted, and they resume with free space.)
+        for where in (file, file.parent):
+            if not os.access(where, os.W_OK):
+                raise StateError(f"state database {file} is read-only ({where} is not writable); the agent needs to write its history")
+        db = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)  # an older state gains tables added since
+            columns = {row[1] for row in db.execute("PRAGMA table_info(dependencies)")}
+            if "role" not in columns:  # a database written before dependencies had roles
+                db.execute("ALTER TABLE dependencies ADD COLUMN role TEXT NOT NULL DEFAULT ''")
+            if db.execute("PRAGMA application_id").fetchone()[0] == 0:
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _open_readonly(file: Path) -> sqlite3.Connection:
+        uri = f"{file.resolve().as_uri()}?mode=ro"
+        if not os.access(file.parent, os.W_OK) and not Path(f"{file}-wal").exists():
+            # A read-only file system (or directory): SQLite could not create the WAL index a
+            # reader needs, and no agent can be writing here, so the file will not change.
+            uri += "&immutable=1"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            _quick_check(db)
+            if not TABLES <= {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+                raise StateError(f"{file} is not a dijkwacht state database (it lacks the agent's tables)")
+        except _Corrupt as problem:
+            db.close()
+            raise StateError(f"state database {file} is corrupt ({problem})") from None
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -236,7 +428,7 @@ class StateStore:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         return changes
 
@@ -269,7 +461,7 @@ class StateStore:
                 db.execute("UPDATE dependencies SET jurisdiction = ?, parent = ? WHERE provider = ?", (juris, parent, provider_id))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         return changes
 
@@ -279,9 +471,14 @@ class StateStore:
         if not targets:
             return
         marks = ",".join("?" * len(targets))
-        with self.db:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
             for table in ("dependencies", "baselines", "pending", "scans"):
                 self.db.execute(f"DELETE FROM {table} WHERE target IN ({marks})", targets)
+            self.db.execute("COMMIT")
+        except BaseException:
+            _rollback(self.db)
+            raise
 
     # ---- helpers -------------------------------------------------------------------------
 

@@ -200,7 +200,7 @@ def read_state(path: str, *, targets: Mapping[str, Mapping[str, str]] | None, si
     if not Path(path).is_file():
         raise DijkwachtError(f"no state database at {path} (has `dijkwacht run` been started with this configuration?)")
     try:
-        store = StateStore(path)
+        store = StateStore(path, readonly=True)  # beside a running agent, which holds the lock
         try:
             stored = store.dependencies()
             scans = store.scans()

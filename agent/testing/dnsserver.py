@@ -13,7 +13,7 @@ import shlex
 import socket
 import struct
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28, "SRV": 33, "CAA": 257}
@@ -125,7 +125,8 @@ class FakeDNSServer:
     """Serve `records` on 127.0.0.1 (UDP and TCP, same port).
 
     `failures` maps a name (or (name, qtype)) to "servfail", "refused" or "timeout";
-    names in `truncate` always get a truncated UDP answer, so clients must retry over TCP.
+    names in `truncate` always get a truncated UDP answer, so clients must retry over TCP;
+    `delay(name)` gives the seconds to wait before a UDP answer for that name (slow servers).
     `asked` counts the queries received per (name, qtype).
     """
 
@@ -135,6 +136,7 @@ class FakeDNSServer:
         *,
         failures: Mapping[str | tuple[str, str], str] | None = None,
         truncate: Iterable[str] = (),
+        delay: Callable[[str], float] | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         if isinstance(records, str):
@@ -143,6 +145,7 @@ class FakeDNSServer:
         self.port = 0
         self.failures = dict(failures or {})
         self.truncate = {n.lower().rstrip(".") for n in truncate}
+        self.delay = delay
         self.asked: Counter[tuple[str, str]] = Counter()
         self._by_name: dict[str, list[Record]] = {}
         self._names: set[str] = set()
@@ -261,5 +264,14 @@ class _UDP(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         reply = self.server._respond(data, udp=True)
-        if reply is not None and self.transport is not None:
+        if reply is None or self.transport is None:
+            return
+        wait = self.server.delay(_parse_question(data)[2]) if self.server.delay else 0
+        if wait > 0:
+            asyncio.get_running_loop().call_later(wait, self._send, reply, addr)
+        else:
+            self.transport.sendto(reply, addr)
+
+    def _send(self, reply: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
