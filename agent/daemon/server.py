@@ -121,6 +121,8 @@ async def serve(daemon: Daemon, web_config: WebConfig, listen: str, *, lifecycle
     host, _, port = listen.rpartition(":")
     runner = web.AppRunner(make_app(daemon, web_config, lifecycle=lifecycle), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context)
+    # A backlog like Go's (the kernel's somaxconn): with asyncio's 128, a burst of clients
+    # overflows it and waits out TCP's SYN retries (1, 3, 7... s) before it is even answered.
+    site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context, backlog=4096)
     await site.start()
     return runner
