@@ -26,7 +26,8 @@ What a domain implies is computed by `Rules` below: an independent re-statement 
 built-in detectors' documented rules (plugins/*.py) applied to the generated records, with
 the catalog and the IP ranges as the only knowledge -- so a CloudFront CNAME implies cdn
 amazon and not hosting amazon, an SPF-only Microsoft is email microsoft "indicated", Google
-Workspace MX implies video google "inferred", verification tokens imply nothing. One rule
+Workspace MX implies video google "inferred" unless another meeting service left a record,
+verification tokens imply nothing. One rule
 is a shortcut rather than a meaning: the email detector skips the tenant records (DKIM
 selectors, autodiscover) when MX and SPF name the same providers. expected.json counts what
 those records imply anyway; not_looked_for.json lists what the shortcut leaves out.
@@ -322,8 +323,8 @@ class Rules:
            selector1 CNAME, and one TXT selector per catalog provider (CNAMEs followed).
            Autodiscover CNAME. Verification tokens are never a dependency.
     video: lyncdiscover CNAME and _sipfederationtls._tcp SRV, then sip/_sip._tls only when those
-           found nothing; TXT tokens,
-           Google Workspace MX (inferred).
+           found nothing; TXT tokens; Google Workspace MX (inferred) only when
+           none of those found a meeting service.
     cdn:   apex and www: CNAME chain hosts, addresses in ranges of cdn-role providers.
     hosting: apex and www: hosting CNAMEs in the chain; addresses in hosting-role ranges unless
            the name is fronted by a CDN CNAME; PTR of an address no range file knows.
@@ -496,6 +497,9 @@ class Rules:
         if status == DATA:
             for text in texts:
                 self._facts(self.catalog.match_txt(text, "video"))
+        # Meet is inferred from Google Workspace mail only where no other meeting service left a record.
+        if any(category == "video" for category, _ in self.found):
+            return
         status, mx, _ = self.dns.resolve(d, "MX")
         if status == DATA:
             for _, host in mx:
