@@ -348,22 +348,27 @@ def _relative(base: Path, value: str) -> str:
     return str(base / value) if value and not os.path.isabs(value) else value
 
 
-def _parse(path: Path) -> tuple[_Doc, dict[str, Any]]:
+def _read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
+    """The text and the tables of a TOML file; every way it can fail is one ConfigError."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), f"cannot read config: {exc.strerror}") from exc
+        raise ConfigError(str(path), f"cannot read {what}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), f"not valid UTF-8 (byte {exc.start + 1})") from None
     except ValueError as exc:  # a NUL in the path
-        raise ConfigError(str(path), f"cannot read config: {exc}") from None
+        raise ConfigError(str(path), f"cannot read {what}: {exc}") from None
     try:
-        raw = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
-        raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from exc
+        raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from None
     except RecursionError:
         raise ConfigError(str(path), "invalid TOML: arrays or tables nested too deeply") from None
+
+
+def _parse(path: Path) -> tuple[_Doc, dict[str, Any]]:
+    text, raw = _read_toml(path, "config")
     unknown = set(raw) - set(_SECTIONS)
     if unknown:
         key = sorted(unknown)[0]
@@ -458,17 +463,7 @@ def _targets_dir(doc: _Doc, directory: str) -> tuple[list[tuple[Target, str, int
             targets.extend((t, str(path), line) for t, line in more)
             problems.extend(found)
         elif path.suffix == ".toml":
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(str(path), f"cannot read targets: {getattr(exc, 'strerror', None) or exc}") from None
-            try:
-                raw = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                line = re.search(r"line (\d+)", str(exc))
-                raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from None
-            except RecursionError:
-                raise ConfigError(str(path), "invalid TOML: arrays or tables nested too deeply") from None
+            text, raw = _read_toml(path, "targets")
             extra = set(raw) - {"targets"}
             if extra:
                 key = sorted(extra)[0]
