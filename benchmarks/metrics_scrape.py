@@ -25,7 +25,7 @@ import aiohttp
 from dijkwacht.catalog import EU
 from dijkwacht.daemon.agent import Daemon
 from dijkwacht.daemon.server import serve
-from dijkwacht.daemon.state import StateStore
+from dijkwacht.state import StateStore
 from dijkwacht.daemon.webconfig import WebConfig
 from dijkwacht.scanner import Dependency, TargetResult
 from dijkwacht.targets import Target

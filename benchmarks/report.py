@@ -142,7 +142,7 @@ class Launcher:
 def _state(results: list[dict], path: Path) -> None:
     """Record the results in a state database: twice, the second time with 2 % of the mail
     moved, so that the history has changes."""
-    from dijkwacht.daemon.state import StateStore
+    from dijkwacht.state import StateStore
 
     store = StateStore(path, confirmations=1)
     store.db.execute("PRAGMA synchronous=OFF")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from dijkwacht.daemon.agent import Daemon
-from dijkwacht.daemon.state import StateError, StateStore
+from dijkwacht.state import StateError, StateStore
 from dijkwacht.testing import FakeDNSServer, parse_zone
 
 TARGETS = [f"gemeente{i}.nl" for i in range(40)]

@@ -6,7 +6,7 @@ import pytest
 
 from dijkwacht.catalog import EU
 from dijkwacht.daemon.metrics import DURATION_BUCKETS, Snapshot, StateCollector, change_kind
-from dijkwacht.daemon.state import Change
+from dijkwacht.state import Change
 
 
 def change(before: str, after: str, to_foreign: bool, reason: str = "dns") -> Change:

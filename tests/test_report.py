@@ -24,10 +24,10 @@ from dijkwacht.catalog import EU, load_catalog
 from dijkwacht.cli import main
 from dijkwacht.daemon.agent import Daemon
 from dijkwacht.daemon.server import serve
-from dijkwacht.daemon.state import StateStore
+from dijkwacht.state import StateStore
 from dijkwacht.daemon.webconfig import WebConfig
 from dijkwacht.figures import change_figures, figures, share, shares, with_groups
-from dijkwacht.report import live
+from dijkwacht.daemon import report_page as live
 from dijkwacht.scanner import Dependency, ScanError, TargetResult
 from dijkwacht.targets import Target
 

@@ -19,7 +19,7 @@ from dijkwacht.daemon.agent import Daemon
 from dijkwacht.daemon.metrics import TargetView, dependency_families
 from dijkwacht.daemon.server import serve
 from dijkwacht.daemon.webconfig import WebConfig
-from dijkwacht.daemon.state import StateStore
+from dijkwacht.state import StateStore
 from dijkwacht.detector import Finding
 from dijkwacht.output import render_table
 from dijkwacht.scanner import Classifier, Dependency, TargetResult, counted

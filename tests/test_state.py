@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from dijkwacht.catalog import Catalog, Ownership, Provider
-from dijkwacht.daemon.state import StateStore
+from dijkwacht.state import StateStore
 from dijkwacht.scanner import Dependency, ScanError, TargetResult
 from dijkwacht.targets import Target
 
@@ -143,7 +143,7 @@ import stat
 
 import pytest
 
-from dijkwacht.daemon.state import StateError
+from dijkwacht.state import StateError
 
 
 def _history(path):

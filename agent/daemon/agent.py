@@ -30,7 +30,7 @@ from ..shard import Shard
 from ..targets import Target
 from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView, change_kind
 from .schedule import Schedule, next_due
-from .state import Change, StateStore
+from ..state import Change, StateStore
 
 log = structlog.get_logger()
 

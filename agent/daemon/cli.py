@@ -18,7 +18,7 @@ from ..errors import DijkwachtError
 from ..shard import parse_shard
 from .agent import Daemon
 from .server import serve
-from .state import StateStore
+from ..state import StateStore
 from .webconfig import load_web_config
 
 log = structlog.get_logger()

@@ -23,7 +23,7 @@ from ..figures import CHANGE_KINDS
 from ..ipranges import RangeFile
 from ..pluginhost import PluginRecord
 from ..scanner import Dependency
-from .state import Change
+from ..state import Change
 
 CACHED = " Results are cached from the last scan of each target, not measured at scrape time."
 

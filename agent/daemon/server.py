@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from .. import __version__
 from ..report.html import CSP
-from ..report.live import LiveReport
+from .report_page import LiveReport
 from ..scanner import counted
 from ..targets import InvalidTarget, normalise_domain
 from .agent import Daemon, ProbeRefused, describe

@@ -22,6 +22,7 @@ import structlog
 from ..catalog import is_foreign
 from ..errors import ConfigError, DijkwachtError
 from ..scanner import CATEGORY_ORDER, Dependency
+from ..state import StateStore
 
 log = structlog.get_logger()
 
@@ -195,8 +196,6 @@ def target_object(domain: str, labels: Mapping[str, str], deps: Iterable[Depende
 def read_state(path: str, *, targets: Mapping[str, Mapping[str, str]] | None, since: float) -> Loaded:
     """The agent's state at `path`: every target it holds (or only `targets`, the configured
     ones, with their labels) and the changes at or after `since`."""
-    from ..daemon.state import StateStore
-
     if not Path(path).is_file():
         raise DijkwachtError(f"no state database at {path} (has `dijkwacht run` been started with this configuration?)")
     try:

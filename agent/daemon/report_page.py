@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from . import build, catalog_info, ip_info
-from .html import render_html
-from .inputs import Loaded, apply_home, target_object
+from ..report import build, catalog_info, ip_info
+from ..report.html import render_html
+from ..report.inputs import Loaded, apply_home, target_object
 
 if TYPE_CHECKING:
-    from ..daemon.agent import Daemon
+    from .agent import Daemon
 
 log = structlog.get_logger()
 

@@ -26,9 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..catalog import Catalog, is_foreign
-from ..errors import DijkwachtError, one_line
-from ..scanner import Dependency, TargetResult, counted
+from .catalog import Catalog, is_foreign
+from .errors import DijkwachtError, one_line
+from .scanner import Dependency, TargetResult, counted
 
 APPLICATION_ID = 0x646B7763  # "dkwc" in the SQLite header: this file is a dijkwacht state
 TABLES = frozenset({"dependencies", "baselines", "pending", "changes", "scans"})
