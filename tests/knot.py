@@ -7,6 +7,7 @@ zone, so the server answers for every name the tests use, on 127.0.0.1 at a free
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -24,10 +25,38 @@ def require(*tools: str) -> None:
         pytest.fail(f"{', '.join(missing)} not installed: .ci/run installs Debian's knot and knot-dnsutils")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        return udp.getsockname()[1]
+    """A port free for both UDP and TCP, chosen below the kernel's ephemeral range.
+
+    A port the kernel hands out for bind(0) may next be taken as the source port of
+    any outgoing TCP connection (a test's HTTP client, Prometheus scraping), so a
+    server started on it a moment later can fail with "address already in use".
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(max(1024, low - 20000), low))
+    random.shuffle(candidates)
+    for port in candidates:
+        if _bindable(port):
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _line(r: Record) -> str:
@@ -96,16 +125,31 @@ log:
 
     def start(self) -> Knot:
         (self.dir / "db").mkdir(exist_ok=True)
+        for _ in range(3):
+            if self._start_once():
+                return self
+            if "address already in use" not in self._log():
+                break
+            # Another process took the port between choosing and binding: choose again.
+            self.port = free_port()
+            (self.dir / "knot.conf").write_text(self._config())
+        log = self._log()
+        raise RuntimeError(f"knotd did not start: {log[-2000:]}")
+
+    def _log(self) -> str:
+        path = self.dir / "knot.log"
+        return path.read_text() if path.exists() else ""
+
+    def _start_once(self) -> bool:
         self.process = subprocess.Popen(["knotd", "-c", str(self.dir / "knot.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            probe = subprocess.run(["kdig", f"@127.0.0.1", "-p", str(self.port), ".", "SOA", "+short", "+time=1", "+retry=0"], capture_output=True, text=True)
+        while time.monotonic() < deadline and self.process.poll() is None:
+            probe = subprocess.run(["kdig", "@127.0.0.1", "-p", str(self.port), ".", "SOA", "+short", "+time=1", "+retry=0"], capture_output=True, text=True)
             if probe.stdout.strip():
-                return self
+                return True
             time.sleep(0.1)
-        log = (self.dir / "knot.log").read_text() if (self.dir / "knot.log").exists() else ""
         self.stop()
-        raise RuntimeError(f"knotd did not start: {log[-2000:]}")
+        return False
 
     def replace(self, records: str) -> None:
         """Serve new data (all zones rewritten with a higher serial) and reload."""

@@ -24,6 +24,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
+from .knot import free_port
 from .test_deploy_artifacts import CONTRACT, DIJKWACHT, ROOT, check_config, run
 
 CONTAINERFILE = ROOT / "deploy" / "container" / "Containerfile"
@@ -193,17 +194,10 @@ def test_healthcheck_fails_without_server():
 # first, so no DNS traffic)
 # --------------------------------------------------------------------------
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def live_agent(tmp_path):
     """The image's default configuration, with paths and port moved into tmp_path."""
-    port = _free_port()
+    port = free_port()
     text = default_config().replace("/var/lib/dijkwacht", str(tmp_path / "state")).replace('":9849"', f'":{port}"')
     (tmp_path / "state" / "ip-ranges").mkdir(parents=True)
     config = tmp_path / "dijkwacht.toml"

@@ -18,6 +18,7 @@ from dijkwacht.daemon.server import serve
 from dijkwacht.daemon.webconfig import WebConfig, load_web_config
 from dijkwacht.rangefeeds import FEEDS
 
+from .knot import free_port
 from .test_daemon import ZONE, basic, wait_for, write_config
 
 
@@ -90,9 +91,7 @@ def _ipv6_loopback() -> bool:
 
 
 async def test_listen_on_port_only_serves_both_families(agent):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     daemon, _, _ = await agent(listen=f":{port}")
     hosts = ["127.0.0.1"] + (["[::1]"] if _ipv6_loopback() else [])
     assert len(hosts) == 2, "the test namespace has no IPv6 loopback"
