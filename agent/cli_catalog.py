@@ -1,8 +1,9 @@
 """`dijkwacht catalog`: the provider catalog, for operators and for journalists who must cite.
 
 Without a provider: one line per provider (today's ultimate parent and jurisdiction, dated
-ownership records). With one: its chain of ownership (operator, group, ultimate parent, how
-it controls the operator), its ownership history and every fact, each with its public source.
+ownership records, whether the ownership is unverified). With one: its chain of ownership
+(operator, group, ultimate parent, how it controls the operator, or that the owners above it
+could not be verified), its ownership history and every fact, each with its public source.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def describe(provider: Provider, day: dt.date) -> dict[str, Any]:
         "jurisdiction": owner.jurisdiction,
         "parent_since": owner.since.isoformat() if owner.since else None,
         "control": provider.control,
+        "verified": provider.verified,
         "source": provider.source,
         "note": provider.note,
         "mail_gateway": provider.mail_gateway,
@@ -71,6 +73,10 @@ def describe(provider: Provider, day: dt.date) -> dict[str, Any]:
     }
 
 
+def unverified_words(parent: str) -> str:
+    return f"the owners above {parent} could not be verified from public sources; it is taken as the top of the chain"
+
+
 def _chain(data: dict[str, Any], base: Provider) -> list[str]:
     lines = [f"{data['name']} ({data['id']})", "", "Chain of ownership:", f"  operator   {data['operator']}"]
     if data["group"]:
@@ -79,8 +85,10 @@ def _chain(data: dict[str, Any], base: Provider) -> list[str]:
     lines += [
         f"  parent     {data['parent']} ({data['jurisdiction'] or 'jurisdiction unknown'}{since})",
         f"  control    {data['control'] or 'not stated'}",
-        f"  source     {data['source']}",
     ]
+    if not data["verified"]:
+        lines.append(f"  verified   no: {unverified_words(data['parent'])}")
+    lines.append(f"  source     {data['source']}")
     if data["note"]:
         lines += ["", "Note:", f"  {data['note']}"]
     if data["ownership"]:
@@ -116,5 +124,6 @@ def run(args: argparse.Namespace) -> int:
         owner = provider.owner_on(day)
         history = [f"{o.status} {o.effective}: {o.parent} ({o.jurisdiction})" for o in sorted(provider.ownership, key=lambda o: o.effective)]
         suffix = ("  [" + "; ".join(history) + "]") if history else ""
+        suffix += "" if provider.verified else "  (ownership not verified)"
         print(f"{provider.id:<20} {owner.jurisdiction or '?':<3} {owner.parent:<50} {len(provider.facts):>3} facts{suffix}")
     return 0

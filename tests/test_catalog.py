@@ -47,6 +47,32 @@ def test_every_provider_names_its_top_of_the_chain_how_it_controls_and_a_source(
             assert record.parent.strip() and re.fullmatch(r"[A-Z]{2}", record.jurisdiction), (provider.id, record)
 
 
+# Words a sentence cannot end on: a text that ends in one was cut off ("... its sole owner since").
+DANGLING = frozenset("a an and as at because but by for from in into its of on or since than that the their to under until whose which with".split())
+
+
+def test_ownership_texts_are_whole_sentences(catalog):
+    for provider in catalog.providers.values():
+        texts = [("control", provider.control), ("note", provider.note), *(("ownership note", r.note) for r in provider.ownership)]
+        for key, text in texts:
+            if text:
+                last = re.sub(r"[^\w-]", "", text.split()[-1])  # "AT", the country, may end one
+                assert last not in DANGLING, (provider.id, key, text)
+
+
+def test_unverified_ownership_is_data_not_prose(catalog):
+    """Where the owners above the operator (or group) are not known, the provider says so with
+    `verified = false`, not only in words: the catalog command and the reports list it."""
+    unverified = {p.id for p in catalog.providers.values() if not p.verified}
+    assert {"gandi", "yourhosting", "argeweb", "one-com", "easyname", "hostnet", "whereby"} <= unverified
+    assert not unverified & {"microsoft", "transip", "solvinity", "a1-telekom", "zivver", "hetzner"}
+    for provider in catalog.providers.values():
+        assert "taken as the top" not in provider.control, provider.id  # the flag says it
+        words = "not verified" in provider.control or ("ownership" in provider.note.lower() and "not verified" in provider.note)
+        if words:  # the words and the flag agree
+            assert not provider.verified, provider.id
+
+
 def test_the_rule_cases_of_the_audit(catalog):
     today = dt.date(2026, 12, 1)
     # private-equity owners are the parent, by their manager's domicile, for everyone alike
@@ -175,6 +201,10 @@ source = "https://intranet.example"
     assert catalog.providers["transip"].name  # kept from the built-in file
     assert catalog.match_host("mx", "mail.transip-custom.example", "email")[0].provider == "transip"
     assert catalog.providers["gemeente-it"].jurisdiction == "NL"
+    assert catalog.providers["gemeente-it"].verified and not catalog.providers["hostnet"].verified
+    # a later file can record what it verified (scalar keys override)
+    verified = write(tmp_path, '[providers.hostnet]\nverified = true\nparent = "Hostnet Holding"\n')
+    assert load_catalog([verified]).providers["hostnet"].verified
 
 
 @pytest.mark.parametrize(
@@ -191,6 +221,7 @@ source = "https://intranet.example"
         ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.ownership]]\nparent = "P"\njurisdiction = "US"\nstatus = "rumoured"\neffective = 2025-01-01\nsource = "s"\n', "line 8: providers.x.ownership.status: must be one of"),
         ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.ownership]]\nparent = "P"\njurisdiction = "US"\nstatus = "completed"\neffective = "soon"\nsource = "s"\n', "line 9: providers.x.ownership.effective: must be a TOML date"),
         ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\nmail_gateway = "yes"\n', "line 5: providers.x.mail_gateway: must be true or false"),
+        ('[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\nverified = "no"\n', "line 5: providers.x.verified: must be true or false"),
         ("[providers.x\n", "invalid TOML"),
     ],
 )

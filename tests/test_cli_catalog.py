@@ -23,11 +23,14 @@ def test_list_and_json_cover_every_provider(capsys):
     lines = out.splitlines()
     assert len(lines) >= 124
     assert any(line.startswith("transip ") and " GB " in line and "Hg" in line for line in lines)
+    unverified = [line.split()[0] for line in lines if line.endswith("(ownership not verified)")]
+    assert "gandi" in unverified and "transip" not in unverified
     code, out, _ = run(capsys, "--format", "json")
     rows = json.loads(out)
     assert len(rows) == len(lines)
     for row in rows:
         assert row["parent"] and row["jurisdiction"] and row["control"] and row["source"].startswith("https://"), row["id"]
+        assert (row["id"] in unverified) == (row["verified"] is False), row["id"]
         assert all(f["source"] for f in row["facts"])
 
 
@@ -60,3 +63,10 @@ def test_the_config_catalog_files_are_included(capsys, tmp_path):
     config.write_text(f'[agent]\ncatalog = ["{extra}"]\n')
     code, out, _ = run(capsys, "--config", str(config), "gemeente-it")
     assert code == 0 and "parent     Gemeentelijke ICT (NL)" in out and "control    run by the municipalities" in out
+
+
+def test_a_provider_whose_owners_are_not_verified_says_so(capsys):
+    _, out, _ = run(capsys, "yourhosting")
+    assert "  verified   no: the owners above Your.Online could not be verified from public sources; it is taken as the top of the chain" in out
+    _, out, _ = run(capsys, "transip")
+    assert "verified" not in out.split("Note:")[0]

@@ -448,6 +448,85 @@ labels = {{ sector = "hospital" }}
         await daemon.stop(grace=0)
 
 
+async def test_agent_page_and_report_of_its_state_list_the_same_dependencies(dns_server, tmp_path):
+    """/report is made from the stored dependencies as `report --state` is: an inferred one
+    (Meet from Google mail), which the metrics leave out, is listed and not counted in both."""
+    server = await dns_server("""
+school.nl MX 1 aspmx.l.google.com.
+gemeente.nl MX 10 mailfilter.hostnet.nl.
+""")
+    state = tmp_path / "state.db"
+    config = tmp_path / "dijkwacht.toml"
+    config.write_text(f"""
+[agent]
+nameservers = ["{server.address}"]
+dns_timeout = 0.3
+dns_tries = 1
+[daemon]
+interval = "1h"
+state_path = "{state}"
+[[targets]]
+domain = "school.nl"
+[[targets]]
+domain = "gemeente.nl"
+""")
+    daemon = Daemon(config)
+    await daemon.start()
+    runner = await serve(daemon, WebConfig(), "127.0.0.1:0")
+    try:
+        deadline = time.monotonic() + 10
+        while not daemon.ready and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert daemon.snapshot.views["school.nl"].deps.get("video") == []  # the metrics leave the inferred Meet out
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/report") as response:
+                live_page = await response.text()
+        # beside the running agent, as an operator would
+        assert await asyncio.to_thread(run, "report", "--state", str(state), "--output", str(tmp_path / "state.html")) == 0
+    finally:
+        await runner.cleanup()
+        await daemon.stop(grace=0)
+
+    def listed(page: str) -> dict[str, list[tuple]]:
+        """domain -> its dependencies: category, role, provider (id, name), confidence, counted."""
+        data = domain_data(page)
+        return {d[0]: [(x[0], x[1], *data["p"][x[2]][:2], x[3], x[4]) for x in d[4]] for d in data["d"]}
+
+    shown = listed(live_page)
+    assert shown == listed((tmp_path / "state.html").read_text())
+    assert ("video", "meeting", "google", "Google Meet", "inferred", 0) in shown["school.nl"]
+    assert Tables(live_page).figures["foreign"] == Tables((tmp_path / "state.html").read_text()).figures["foreign"] == "1"
+
+
+def test_method_describes_as_attribution_and_unverified_ownership(demo, tmp_path):
+    """Section 6 says how an address no range file claims is attributed (its AS, indicated,
+    the registration country, which can be foreign) and which providers' owners are not verified."""
+    results = json.loads(demo.read_text())
+    # an AS holder registered outside home, as the scan attributes it, counts as foreign
+    clean = next(r for r in results if not any(d["foreign"] for d in r["dependencies"]) and not r["errors"])
+    clean["dependencies"].append({"category": "hosting", "role": "hosting", "provider": "as64500", "name": "EXAMPLE-AS Example Hosting Inc.",
+                                  "jurisdiction": "US", "foreign": True, "evidence": ["A 192.0.2.1 AS64500 (US)"], "confidence": "indicated", "parent": ""})
+    path = tmp_path / "as.json"
+    path.write_text(json.dumps(results))
+    for fmt in ("md", "json", "html"):
+        assert run("report", str(path), "--format", fmt, "--output", str(tmp_path / f"r.{fmt}")) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["figures"]["providers"]["as64500"]["foreign"] == 1
+    check_against_independent(results, report, (tmp_path / "r.html").read_text())
+    method = (tmp_path / "r.md").read_text().split("## 6. Method and limits")[1]
+    assert "does not know has no jurisdiction" not in method
+    for words in ("autonomous system (AS)", "IP-to-AS table", "registered in as its jurisdiction", "at most indicated, never confirmed",
+                  "registered outside home therefore counts as foreign"):
+        assert words in method, words
+    catalog = load_catalog()
+    unverified = sorted((p for p in catalog.providers.values() if not p.verified), key=lambda p: p.id)
+    assert report["catalog"]["unverified"] == [{"id": p.id, "name": p.name} for p in unverified]
+    assert f"The ownership of {len(unverified)} of the catalog's {len(catalog.providers)} providers is not verified: " in method
+    assert "Of these, this report counts Hostnet (1 domain)." in method  # the demo's Dutch hoster
+    page = (tmp_path / "r.html").read_text()
+    assert "<h3>Ownership not verified</h3>" in page and "Of these, this report counts Hostnet (1 domain).</p>" in page
+
+
 def test_change_figures_of_nothing_are_zero():
     assert change_figures([], EU) == {"changes": 0, "targets": 0, "kinds": dict.fromkeys(("home_to_foreign", "foreign_to_foreign", "foreign_to_home", "other"), 0),
                                       "reasons": {"dns": 0, "ownership": 0}, "categories": {}}

@@ -81,6 +81,9 @@ class Provider:
     group: str = ""  # the group between the operator and the ultimate parent, if any (team.blue)
     ip_role: str = "hosting"
     mail_gateway: bool = False  # a filtering service in front of someone's mailbox provider
+    # False: the owners above the operator (or group) could not be verified from public
+    # sources, so that company is taken as the top of the chain (docs/catalog.md).
+    verified: bool = True
     note: str = ""
     facts: tuple[Fact, ...] = ()
     ownership: tuple[Ownership, ...] = ()
@@ -210,7 +213,8 @@ class _Raw:
     first: tuple[str, str] = ("<catalog>", "")  # (path, text) of the file that first named it
 
 
-_PROVIDER_KEYS = {"name", "operator", "group", "parent", "jurisdiction", "control", "source", "ip_role", "mail_gateway", "note", "facts", "ownership"}
+_PROVIDER_KEYS = {"name", "operator", "group", "parent", "jurisdiction", "control", "source", "ip_role", "mail_gateway", "verified", "note", "facts", "ownership"}
+_BOOLEAN_KEYS = frozenset({"mail_gateway", "verified"})
 _FACT_KEYS = {"kind", "category", "value", "service", "confidence", "source", "role"}
 _OWNERSHIP_KEYS = {"parent", "jurisdiction", "status", "effective", "source", "note"}
 
@@ -292,8 +296,9 @@ def _build(pid: str, raw: _Raw) -> Provider:
             raise _error(path, text, table, "", f"provider '{pid}' lacks required key '{key}'")
     for key, value in raw.data.items():
         path, text = raw.origin[key]
-        if not isinstance(value, bool if key == "mail_gateway" else str):
-            raise _error(path, text, table, key, "must be true or false" if key == "mail_gateway" else "must be a string")
+        boolean = key in _BOOLEAN_KEYS
+        if not isinstance(value, bool if boolean else str):
+            raise _error(path, text, table, key, "must be true or false" if boolean else "must be a string")
     path, text = raw.origin["jurisdiction"]
     jurisdiction = raw.data["jurisdiction"]
     if jurisdiction and not _ISO.match(jurisdiction):
@@ -354,6 +359,7 @@ def _build(pid: str, raw: _Raw) -> Provider:
         group=data.get("group", ""),
         ip_role=ip_role,
         mail_gateway=data.get("mail_gateway", False),
+        verified=data.get("verified", True),
         note=data.get("note", ""),
         facts=tuple(facts),
         ownership=tuple(ownership),

@@ -4,8 +4,13 @@ The state changes with every scan (16,500 targets every 15 minutes is 18 scans a
 the page is not rendered per change but kept for MAX_AGE seconds: a request gets the kept page
 at once and, when it is older than that, a fresh one is rendered in a thread for the next
 requests. The first page is rendered as soon as the agent is ready, so no request waits for a
-render unless it comes before that, or right after a reload. One render runs at a time. The
-snapshot is copied on the event loop, so the thread never reads what a scan writes.
+render unless it comes before that, or right after a reload. One render runs at a time.
+
+The page is made from the stored dependencies and history, read as `report --state` reads them
+(inputs.read_state): inferred dependencies, which the metrics leave out, are listed and marked
+"not counted" on both. The thread reads the database through its own read-only connection
+(SQLite's WAL gives it one consistent moment while scans write), so neither the reading nor the
+16,500 results it makes hold up the event loop; only the list of targets is taken there.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from aiohttp import web
 
 from ..report import build, catalog_info, ip_info
 from ..report.html import render_html
-from ..report.inputs import Loaded, apply_home, target_object
+from ..report.inputs import Loaded, apply_home, read_state
 
 if TYPE_CHECKING:
     from .agent import Daemon
@@ -92,28 +97,25 @@ class LiveReport:
         self._page, self._rendered, self._key = page, started, key
         return True
 
-    def _snapshot(self) -> tuple[Loaded, dict[str, Any]]:
-        """A copy of what the report shows, taken on the event loop."""
+    def _snapshot(self) -> tuple[str, dict[str, dict[str, str]], tuple[float, float] | None, dict[str, Any]]:
+        """What the report is made from, taken on the event loop: the state database, the
+        targets with their labels, when they were last scanned completely, the options."""
         daemon = self.daemon
         snapshot = daemon.snapshot
         assert daemon.config is not None and daemon.data is not None and daemon.state is not None
         now = time.time()
-        since = now - HISTORY_DAYS * 86400
-        results = [
-            target_object(v.domain, v.labels, [d for deps in v.deps.values() for d in deps], v.errors if v.scanned else None)
-            for v in snapshot.views.values()
-        ]
+        targets = {v.domain: v.labels for v in snapshot.views.values()}
         successes = [v.last_success for v in snapshot.views.values() if v.last_success is not None]
-        changes = [c.to_json() for c in daemon.state.changes(since=since) if c.target in snapshot.views]
-        loaded = Loaded(results, "agent", "", (min(successes), max(successes)) if successes else None, changes)
         agent = daemon.config.agent
         options = {"home": agent.home, "home_codes": snapshot.home, "count_inferred": agent.count_inferred,
-                   "group_by": snapshot.label_keys, "since": since, "catalog": catalog_info(daemon.data.catalog),
+                   "group_by": snapshot.label_keys, "since": now - HISTORY_DAYS * 86400, "catalog": catalog_info(daemon.data.catalog),
                    "ip_data": ip_info(snapshot.range_files), "now": now}
-        return loaded, options
+        return daemon.state.path, targets, (min(successes), max(successes)) if successes else None, options
 
 
-def _render(loaded: Loaded, options: dict[str, Any]) -> bytes:
+def _render(state: str, targets: dict[str, dict[str, str]], scanned: tuple[float, float] | None, options: dict[str, Any]) -> bytes:
+    stored = read_state(state, targets=targets, since=options["since"])
+    loaded = Loaded(stored.results, "agent", "", scanned, stored.changes)
     apply_home(loaded.results, options["home_codes"])
     report = build(loaded, title=TITLE, **options)
     return render_html(report).encode("utf-8")

@@ -63,7 +63,9 @@ def catalog_info(catalog: Catalog) -> dict[str, Any]:
         builtin = i == 0 and path.name == "providers.toml" and path.parent.name == "catalog"
         files.append({"file": f"built-in (dijkwacht {__version__})" if builtin else path.name, "updated": updated})
     newest = max((o.effective for p in catalog.providers.values() for o in p.ownership), default=None)
-    return {"providers": len(catalog.providers), "files": files, "newest_ownership_record": newest.isoformat() if newest else None}
+    unverified = [{"id": p.id, "name": p.name} for p in sorted(catalog.providers.values(), key=lambda p: p.id) if not p.verified]
+    return {"providers": len(catalog.providers), "files": files, "newest_ownership_record": newest.isoformat() if newest else None,
+            "unverified": unverified}
 
 
 def ip_info(files: Iterable[RangeFile]) -> list[dict[str, Any]]:
@@ -134,9 +136,18 @@ def method(report: Report) -> list[tuple[str, list[str]]]:
             f"({', '.join(sorted(report.home_codes))}). The parent decides, not where the servers stand: under the US CLOUD Act, US "
             "authorities can demand data from a US company and its subsidiaries wherever the data is stored, so a Microsoft mailbox in an "
             "Amsterdam data centre counts as US. Ownership is dated: a completed acquisition moves a provider to its new parent's "
-            "jurisdiction from that day on, without any DNS record changing. A provider the catalog does not know has no jurisdiction and "
-            "is never counted as foreign. A domain counts once in a share, however many foreign providers it has.",
+            "jurisdiction from that day on, without any DNS record changing. A domain counts once in a share, however many foreign "
+            "providers it has.",
+            "An address that no provider's published IP ranges claim (a mail server, web server or name server) is attributed through "
+            "the network that routes it, its autonomous system (AS), looked up in an IP-to-AS table: to the catalog provider that lists "
+            "that AS, otherwise to the AS's holder itself, shown as as<number> with the AS's name and with the country the AS is "
+            "registered in as its jurisdiction. Such a claim is at most indicated, never confirmed: the AS says who routes the address, "
+            "not who runs the machine, and its registration country is the holder's own, not its ultimate parent's. An AS holder "
+            "registered outside home therefore counts as foreign, and one registered at home counts as home even if a foreign company "
+            "owns it. Where neither the catalog nor the AS table knows a provider, or the AS's registry gives no country, the "
+            "jurisdiction is unknown, and an unknown jurisdiction is never counted as foreign.",
         ]),
+        *_unverified(report),
         ("What DNS can and cannot show", [
             "Every claim rests on public DNS: MX, SPF and DKIM records, autodiscover and Teams/Skype records, CNAME chains, name servers, "
             "and addresses matched against the providers' published IP ranges. DNS cannot show services that leave no trace in it: "
@@ -146,7 +157,8 @@ def method(report: Report) -> list[tuple[str, list[str]]]:
         ]),
         ("Confidence", [
             "confirmed: a record only this provider's service uses, e.g. MX to mail.protection.outlook.com.",
-            "indicated: a strong sign, e.g. an SPF include: the provider may send mail for the domain.",
+            "indicated: a strong sign, e.g. an SPF include (the provider may send mail for the domain), or an address attributed "
+            "through the AS that routes it.",
             f"inferred: concluded from another service, e.g. Google Meet from Google Workspace mail; {inferred}.",
         ]),
         ("Incomplete scans", [
@@ -154,6 +166,23 @@ def method(report: Report) -> list[tuple[str, list[str]]]:
             "foreign was found it counts as unknown, never as clean; a foreign dependency found despite errors counts.",
         ]),
     ]
+
+
+def _unverified(report: Report) -> list[tuple[str, list[str]]]:
+    """The catalog's providers whose owners could not be verified, and those this report counts."""
+    unverified = report.catalog.get("unverified") or []
+    if not unverified:
+        return []
+    counted = report.figures["providers"]
+    here = [f"{p['name']} ({counted[p['id']]['targets']} domain{'s' if counted[p['id']]['targets'] != 1 else ''})"
+            for p in unverified if p["id"] in counted]
+    return [("Ownership not verified", [
+        f"The ownership of {len(unverified)} of the catalog's {report.catalog['providers']} providers is not verified: "
+        f"{', '.join(p['name'] for p in unverified)}. For each, the owners above the company the catalog names as its parent "
+        "(usually the operating company itself) could not be established from public sources; that company is taken as the top of "
+        "the chain and its own jurisdiction counts. An owner elsewhere would change it.",
+        f"Of these, this report counts {', '.join(here)}." if here else "None of these is counted in this report.",
+    ])]
 
 
 def source_words(report: Report) -> str:
