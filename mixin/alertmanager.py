@@ -1,5 +1,6 @@
 """An Alertmanager example: sovereignty alerts grouped by category and provider, agent alerts
-by agent, and the aggregate alerts inhibiting the per-target ones they explain."""
+by agent, and the alerts that explain others (a failing resolver, detector or state database)
+inhibiting them."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def alertmanager(cfg: Config) -> dict:
             {
                 "source_matchers": ['alertname="DijkwachtScansStalled"'],
                 "target_matchers": ['alertname="DijkwachtTargetNotScanned"'],
+                "equal": agent,
+            },
+            {
+                # Scans whose results cannot be written are dropped: their targets go stale.
+                "source_matchers": ['alertname="DijkwachtStateWriteFailing"'],
+                "target_matchers": ['alertname=~"DijkwachtScansStalled|DijkwachtTargetNotScanned"'],
                 "equal": agent,
             },
         ],

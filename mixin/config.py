@@ -17,6 +17,9 @@ class Config:
     selector: str = 'job="dijkwacht"'
     # Labels that identify one agent; per-target series are joined on these plus `target`.
     agent_labels: tuple[str, ...] = ("job", "instance")
+    # Labels that identify one deployment of sharded agents (the agents that export the same
+    # `dijkwacht_shards`); add e.g. `namespace` when several deployments share a job name.
+    deployment_labels: tuple[str, ...] = ("job",)
     # The target label (from `labels = { ... }` in the agent's configuration) to break figures down by.
     group_label: str = "sector"
 
@@ -38,6 +41,10 @@ class Config:
     dns_window: str = "5m"
     dns_for: str = "5m"
     down_for: str = "5m"
+    shard_missing_for: str = "5m"
+    # The agent's own faults (state database writes, caught internal errors) alert when any
+    # happened within this window.
+    fault_window: str = "15m"
     reload_failed_for: str = "5m"
     ip_data_max_age: str = "14d"
     catalog_max_age: str = "180d"
@@ -63,6 +70,10 @@ class Config:
     @property
     def by_agent(self) -> str:
         return ", ".join(self.agent_labels)
+
+    @property
+    def by_deployment(self) -> str:
+        return ", ".join(self.deployment_labels)
 
     @property
     def by_target(self) -> str:
@@ -98,7 +109,7 @@ def load(path: Path | None) -> Config:
     unknown = sorted(set(data) - known)
     if unknown:
         raise SystemExit(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    for key in ("agent_labels", "dashboard_tags"):
+    for key in ("agent_labels", "deployment_labels", "dashboard_tags"):
         if key in data:
             data[key] = tuple(data[key])
     return Config(**data)

@@ -139,7 +139,7 @@ def overview(cfg: Config):
         .with_panel(_stat("Targets with a foreign dependency", "Number of targets with at least one foreign dependency, in any category.", r["foreign"], "none"))
         .with_panel(_stat("Targets scanned", "Targets with at least one category scanned completely (the denominator of the shares).", r["scanned"], "none"))
         .with_panel(_stat("Targets configured", "Targets in the agents' configuration.", f"sum(dijkwacht_targets{s()})", "none"))
-        .with_panel(_stat("Moves out of home", "Confirmed DNS changes in the time range that brought in a foreign provider where there was none or took a home provider's place.", f'sum(increase({changes}{s(eq("kind", "home_to_foreign"))}[$__range]))', "none", w=3))
+        .with_panel(_stat("Moves out of home", "Confirmed DNS changes in the time range that brought in a foreign provider where there was none or took a home provider's place.", f'sum(increase({changes}{s(matchers(eq("kind", "home_to_foreign"), eq("reason", "dns")))}[$__range]))', "none", w=3))
         .with_panel(_stat("Agents up", "Agents Prometheus scrapes successfully, of those it should scrape.", f"sum(up{s()})", "none", w=3))
         .with_panel(_bars("Targets with a foreign dependency, per category", "Share of the targets scanned in the category that have at least one foreign dependency in it.", r["category_foreign_ratio"], "{{category}}", "percentunit", w=12, min=0, max=1))
         .with_panel(_series("Trend: targets with a foreign dependency", "The headline share over time, overall and per category.", [(r["foreign_ratio"], "any category"), (r["category_foreign_ratio"], "{{category}}")], "percentunit", w=12))

@@ -117,7 +117,7 @@ def _anchor(name: str) -> str:
 
 def alert_rules(cfg: Config) -> list[dict]:
     r = recorded(cfg)
-    s, agent, target = cfg.sel, cfg.by_agent, cfg.by_target
+    s, agent, target, deployment = cfg.sel, cfg.by_agent, cfg.by_target, cfg.by_deployment
     sev = cfg.severities
     window = seconds(cfg.move_alert_window)
     resolver_down = f"({r['dns_failed_ratio']} > {cfg.dns_failure_ratio})"
@@ -239,13 +239,35 @@ def alert_rules(cfg: Config) -> list[dict]:
             " (pod Pending, host down, scrape configuration gone): no dependency change is being seen.",
         ),
         dict(
+            alert="DijkwachtShardMissing",
+            # Shards the agents announce, less those with an agent reporting, less agents that
+            # Prometheus fails to scrape (DijkwachtDown covers those): shards with no scrape target.
+            expr=(
+                f"max by ({deployment}) (dijkwacht_shards{s()})\n"
+                f"- count by ({deployment}) (count by ({deployment}, shard) (dijkwacht_shards{s()}))\n"
+                f"- (count by ({deployment}) (up{s()} == 0) or 0 * max by ({deployment}) (dijkwacht_shards{s()}))\n"
+                "> 0"
+            ),
+            for_=cfg.shard_missing_for,
+            severity=sev["critical"],
+            summary="dijkwacht job {{ $labels.job }}: {{ $value }} shard(s) without an agent",
+            description="The agents split their targets into shards (dijkwacht_shards), but for {{ $value }} shard(s) Prometheus has no agent to scrape"
+            f" for {cfg.shard_missing_for} (pod Pending or not scheduled, target gone from service discovery):"
+            " that shard's targets are not watched, and nothing else alerts on them."
+            ' The shards that report: count by (shard) (dijkwacht_shards{job="{{ $labels.job }}"}).',
+        ),
+        dict(
             alert="DijkwachtIPDataStale",
-            expr=f"time() - dijkwacht_ip_ranges_updated_timestamp_seconds{s()} > {seconds(cfg.ip_data_max_age)}",
+            # A feed whose file is missing or empty is exported as updated at 0: the first branch
+            # keeps that 0 as the value, so the text can tell "never" from "long ago".
+            expr=f"dijkwacht_ip_ranges_updated_timestamp_seconds{s()} == 0\nor\ntime() - dijkwacht_ip_ranges_updated_timestamp_seconds{s()} > {seconds(cfg.ip_data_max_age)}",
             for_=cfg.data_age_for,
             severity=sev["warning"],
-            summary="IP range data of {{ $labels.provider }} is older than " + cfg.ip_data_max_age,
-            description="The IP ranges of {{ $labels.provider }} were last updated {{ $value | humanizeDuration }} ago:"
-            " hosting and CDN detection by address range may miss the provider's new prefixes.",
+            summary="IP range data of {{ $labels.provider }} {{ if eq $value 0.0 }}is missing{{ else }}is older than " + cfg.ip_data_max_age + "{{ end }}",
+            description="{{ if eq $value 0.0 }}The agent has no IP ranges of {{ $labels.provider }}: the provider's file in its data dir is missing or empty."
+            " Addresses in the provider's ranges are not attributed to it, so hosting and CDN detection relies on host names alone."
+            "{{ else }}The IP ranges of {{ $labels.provider }} were last updated {{ $value | humanizeDuration }} ago:"
+            " hosting and CDN detection by address range may miss the provider's new prefixes.{{ end }}",
         ),
         dict(
             alert="DijkwachtCatalogStale",
@@ -264,6 +286,24 @@ def alert_rules(cfg: Config) -> list[dict]:
             summary="dijkwacht on {{ $labels.instance }} failed to reload its configuration",
             description="The last reload (of a changed file, on SIGHUP or POST /-/reload) failed; the agent runs on with the previous configuration"
             " and would not start with the broken one.",
+        ),
+        dict(
+            alert="DijkwachtStateWriteFailing",
+            expr=f"sum by ({agent}) (increase(dijkwacht_state_write_errors_total{s()}[{cfg.fault_window}])) > 0",
+            severity=sev["warning"],
+            summary="dijkwacht on {{ $labels.instance }} cannot write its state database",
+            description=f"{{{{ $value | printf \"%.0f\" }}}} scan result(s) in the last {cfg.fault_window} could not be written to the state database"
+            " (full disk, read-only or damaged volume). Such scans are dropped whole: no change of those targets is confirmed meanwhile,"
+            " and their metrics age until writes succeed again.",
+        ),
+        dict(
+            alert="DijkwachtInternalErrors",
+            expr=f"sum by ({agent}, where) (increase(dijkwacht_internal_errors_total{s()}[{cfg.fault_window}])) > 0",
+            severity=sev["warning"],
+            summary="dijkwacht on {{ $labels.instance }}: unexpected errors in {{ $labels.where }}",
+            description=f"The agent caught {{{{ $value | printf \"%.0f\" }}}} unexpected error(s) in {{{{ $labels.where }}}} over the last {cfg.fault_window}"
+            " (http: a request answered 500; reload: the previous configuration stays; scan: the target is rescanned next interval)."
+            " It keeps running, but this is a bug or an unforeseen fault: the agent's log has one error line for each.",
         ),
     ]
     rules = []

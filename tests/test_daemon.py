@@ -100,6 +100,7 @@ async def test_metrics_show_dependencies_after_first_pass(running):
     assert 'dijkwacht_build_info{python_version=' in text
     assert "dijkwacht_targets 2.0" in text
     assert "dijkwacht_scan_interval_seconds 1.0" in text and "dijkwacht_scan_confirmations 2.0" in text
+    assert 'dijkwacht_shards{shard="0"} 1.0' in text  # not sharded: one shard
     assert "process_resident_memory_bytes" in text and "python_info{" in text
     assert "_created" not in text
     # Every (category, kind, reason) change counter exists before any change, so increase() sees the first.

@@ -52,6 +52,7 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "dijkwacht_targets": ("gauge", frozenset()),
     "dijkwacht_scan_interval_seconds": ("gauge", frozenset()),
     "dijkwacht_scan_confirmations": ("gauge", frozenset()),
+    "dijkwacht_shards": ("gauge", frozenset({"shard"})),
     "dijkwacht_build_info": ("gauge", frozenset({"version", "python_version"})),
     "dijkwacht_internal_errors_total": ("counter", frozenset({"where"})),
     "dijkwacht_state_write_errors_total": ("counter", frozenset()),

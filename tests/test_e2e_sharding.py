@@ -119,6 +119,7 @@ def test_shards_split_the_targets_and_resharding_raises_no_change(cluster):
     assert sum(map(len, shares)) == len(DOMAINS) and set().union(*shares) == set(DOMAINS)
     assert all(share == {d for d in DOMAINS if Shard(i, 4).owns(d)} for i, share in enumerate(shares))
     assert all(150 < len(share) < 350 for share in shares), list(map(len, shares))
+    assert all(f'dijkwacht_shards{{shard="{i}"}} 4.0' in pages[i] for i in range(4)) and 'dijkwacht_shards{shard="0"} 1.0' in pages["all"]
     # Prometheus' sum over the shards is the unsharded agent's view.
     whole = samples(pages["all"], "dijkwacht_dependency_info")
     assert sum(whole.values()) >= len(DOMAINS), "the test data should give every target a dependency"
@@ -134,6 +135,7 @@ def test_shards_split_the_targets_and_resharding_raises_no_change(cluster):
         wait(lambda i=i, share=share: cluster[i].scanned() == share, timeout=180, what=f"shard {i}/3 scanned")
     pages = {name: agent.metrics() for name, agent in cluster.items()}
     for i in range(3):
+        assert f'dijkwacht_shards{{shard="{i}"}} 3.0' in pages[i]  # the reload took the new count
         counters = samples(pages[i], "dijkwacht_dependency_changes_total")
         assert counters and all(line.endswith(" 0.0") for line in counters), counters  # exported from the start, never raised
         assert not samples(pages[i], "dijkwacht_dependency_last_change_timestamp_seconds")

@@ -7,9 +7,12 @@ and the ServiceMonitor/PrometheusRule against the prometheus-operator CRD struct
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
+import random
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -20,7 +23,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .test_deploy_artifacts import CHART, check_config, load_yaml
+from dijkwacht.config import PluginSettings
+
+from .test_deploy_artifacts import CHART, DIJKWACHT, check_config, load_yaml, run
 
 KUBERNETES_VERSIONS = ("1.28.0", "1.33.0")
 
@@ -187,6 +192,109 @@ def test_schema_knows_every_agent_setting_the_chart_does_not_own():
     config = chart_schema()["properties"]["config"]["properties"]
     assert set(config["agent"]["properties"]) == set(AGENT_FIELDS) - {"targets_dir"}
     assert set(config["daemon"]["properties"]) == set(DAEMON_FIELDS) - {"listen", "state_path", "web_config", "shard"}
+    assert set(config["plugins"]["properties"]) == {f.name for f in dataclasses.fields(PluginSettings)}
+
+
+# The chart writes numbers with toJson, which renders 10.0 as 10: what the agent then reads.
+def _as_rendered(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _agent_accepts(check, value) -> bool:
+    try:
+        check(value)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def schema_accepts():
+    with helm.Chart.load(CHART) as chart:
+        def accepts(values: dict) -> bool:
+            try:
+                chart.validate_schema(values)
+            except helm.HelmError:
+                return False
+            return True
+
+        yield accepts
+
+
+def _numbers(prop: dict) -> list[float]:
+    """Every bound the schema states and the numbers just beyond it, and a spread from tiny to huge."""
+    bounds = [branch[k] for branch in (prop, *prop.get("anyOf", [])) for k in ("minimum", "maximum", "const") if k in branch]
+    values = {0, -1, 0.5, 1.5, *(10.0**e for e in range(-4, 9)), *(3 * 10**e for e in range(8))}
+    for b in bounds:
+        values |= {b, b - 1, b + 1, b - 1e-9, b + 1e-9, b * (1 - 1e-9), b * (1 + 1e-9)}
+    return sorted(values)
+
+
+def test_schema_takes_exactly_the_numbers_the_agent_takes(schema_accepts):
+    """The ranges come from the agent's own checks (agent/config.py), tried at and beyond every
+    bound: a schema looser than the agent renders a config the agent refuses (a crash loop)."""
+    from dijkwacht.config import AGENT_FIELDS, DAEMON_FIELDS
+
+    config = chart_schema()["properties"]["config"]["properties"]
+    tried = 0
+    for table, fields in (("agent", AGENT_FIELDS), ("daemon", DAEMON_FIELDS)):
+        for key, prop in config[table]["properties"].items():
+            check = fields[key]
+            if not any(_agent_accepts(check, v) for v in (1, 1.5, 100)):
+                continue  # not a number
+            for value in _numbers(prop):
+                agent = _agent_accepts(check, _as_rendered(value))
+                assert schema_accepts({"config": {table: {key: value}}}) == agent, (f"{table}.{key}", value, agent)
+            tried += 1
+    assert tried == 11
+
+
+# Intervals as people write them, and what the agent refuses.
+INTERVALS = ["1s", "30s", "90s", "1m", "15m", "1h", "1h30m", "2h15m30s", "12h0m", "1m30s", "1.5h", "2.5m", "720h", "43200m", "2592000s", "719h59m59s"]
+BAD_INTERVALS = ["500ms", "999ms", "0.5s", "0s", "0m", "0.0001h", "721h", "720.5h", "720h1s", "43201m", "2592001s", "1d", "15 minutes", "1h30", "", "h"]
+
+
+def test_schema_takes_intervals_the_agent_takes_and_refuses_sub_second_and_over_30_days(schema_accepts):
+    from dijkwacht.config import DAEMON_FIELDS
+
+    check = DAEMON_FIELDS["interval"]
+
+    def schema(value) -> bool:
+        return schema_accepts({"config": {"daemon": {"interval": value}}})
+
+    for value in INTERVALS:
+        assert _agent_accepts(check, value) and schema(value), value
+    for value in BAD_INTERVALS:
+        assert not _agent_accepts(check, value), f"{value!r}: the agent takes it, move it to INTERVALS"
+        assert not schema(value), value
+    # Durations in the agent's syntax, at random: whatever the schema takes, the agent takes.
+    rng = random.Random(8)
+    taken = 0
+    for _ in range(300):
+        parts = []
+        for unit in ("h", "m", "s", "ms"):
+            if rng.random() < 0.5:
+                number = str(rng.choice([0, 1, 5, 59, 60, 719, 720, 721, 43200, 2592000, rng.randrange(100_000)]))
+                if unit != "ms" and rng.random() < 0.3:
+                    number += "." + str(rng.randrange(1000))
+                parts.append(number + unit)
+        value = "".join(parts)
+        if schema(value):
+            taken += 1
+            assert _agent_accepts(check, value), value
+    assert taken > 20
+
+
+def test_schema_takes_exactly_the_label_names_the_agent_takes(schema_accepts):
+    from dijkwacht.targets import RESERVED_LABELS, InvalidTarget, check_label_name
+
+    for name in [*sorted(RESERVED_LABELS), "__name__", "__x", "_x", "sector", "owner", "Region2", "2x", "a-b", "a.b", ""]:
+        try:
+            check_label_name(name)
+            agent = True
+        except InvalidTarget:
+            agent = False
+        assert schema_accepts({"targets": [{"domain": "a.nl", "labels": {name: "v"}}]}) == agent, name
 
 
 # --------------------------------------------------------------------------
@@ -386,10 +494,58 @@ def test_config_and_target_changes_do_not_roll_the_pods():
     ({"targets": [{"domain": "a.nl", "hosts": "portal"}]}, "/targets/0/hosts"),
     ({"image": {"digest": "latest"}}, "/image/digest"),
     ({"dataUpdate": {"sidecar": {"evry": "1h"}}}, "'evry' not allowed"),
+    ({"config": {"plugins": {"disabel": ["video"]}}}, "'disabel' not allowed"),
+    ({"config": {"daemon": {"interval": "500ms"}}}, "/config/daemon/interval"),
+    ({"targets": [{"domain": "a.nl", "labels": {"job": "x"}}]}, "invalid propertyName 'job'"),
 ])
 def test_values_typos_are_refused_by_the_schema(values, where):
     message = render_error(values)
     assert "schema" in message and where in message, message
+
+
+def test_plugins_settings_from_values(tmp_path):
+    objs = render({"config": {"plugins": {"disable": ["video"]}, "extraToml": "[plugins]\nstrict = true\n"}})
+    cfg = rendered_config(objs)
+    assert cfg["plugins"] == {"disable": ["video"], "strict": True}
+    config = tmp_path / "dijkwacht.toml"
+    config.write_text(objs[("ConfigMap", "rel-dijkwacht")]["data"]["dijkwacht.toml"], encoding="utf-8")
+    check_config(config)  # the agent takes them: "video" is an installed plugin
+    assert rendered_config(render())["plugins"] == {"disable": [], "strict": False}
+
+
+@pytest.mark.parametrize("sidecar", [True, False], ids=["sidecar", "no-sidecar"])
+def test_without_the_init_container_the_agent_creates_and_seeds_its_data_dir(tmp_path, sidecar):
+    """The agent refuses a data_dir that does not exist, and only the init container made the
+    chart's: without it the pod would crash-loop. Run the agent container's command with the
+    pod's paths moved into tmp_path and a `dijkwacht` that checks the config instead of running."""
+    objs = render({"dataUpdate": {"initContainer": {"enabled": False}, "sidecar": {"enabled": sidecar}}})
+    validate(objs)
+    c = containers(objs)
+    assert "initContainers/data-update" not in c and ("containers/data-update" in c) is sidecar
+    agent = c["containers/dijkwacht"]
+    moved = {"/usr/share/dijkwacht/ip-ranges": tmp_path / "snapshot", "/var/lib/dijkwacht": tmp_path / "state", "/etc/dijkwacht/config": tmp_path / "config"}
+
+    def local(text: str) -> str:
+        for pod_path, path in moved.items():
+            text = text.replace(pod_path, str(path))
+        return text
+
+    for path in moved.values():
+        path.mkdir()
+    (tmp_path / "snapshot" / "amazon.txt").write_text("# provider: amazon\n192.0.2.0/24\n")
+    config = tmp_path / "config" / "dijkwacht.toml"
+    config.write_text(local(objs[("ConfigMap", "rel-dijkwacht")]["data"]["dijkwacht.toml"]), encoding="utf-8")
+    refused = run([*DIJKWACHT, "check-config", str(config)], timeout=60)
+    assert refused.returncode == 2 and "agent.data_dir: no such directory" in refused.stderr, refused.stderr  # as the pod starts
+
+    stub = tmp_path / "bin" / "dijkwacht"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\n[ "$1" = run ] && [ "$2" = --config ] || exit 64\nexec {shlex.join(DIJKWACHT)} check-config "$3"\n')
+    stub.chmod(0o755)
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", **{e["name"]: local(e["value"]) for e in agent["env"] if "value" in e}}
+    res = subprocess.run([local(a) for a in agent["command"] + agent["args"]], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "1 IP prefixes" in res.stdout, res.stdout + res.stderr
+    assert (tmp_path / "state" / "ip-ranges" / "amazon.txt").read_text() == "# provider: amazon\n192.0.2.0/24\n"
 
 
 @pytest.mark.parametrize(("values", "message"), [

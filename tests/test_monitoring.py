@@ -135,6 +135,7 @@ EXPECTED_ALERTS = {
     "DijkwachtDetectorFailing": "warning", "DijkwachtTargetScanFailing": "warning",
     "DijkwachtScansStalled": "warning", "DijkwachtTargetNotScanned": "warning", "DijkwachtDown": "critical",
     "DijkwachtIPDataStale": "warning", "DijkwachtCatalogStale": "warning", "DijkwachtConfigReloadFailed": "warning",
+    "DijkwachtShardMissing": "critical", "DijkwachtStateWriteFailing": "warning", "DijkwachtInternalErrors": "warning",
 }
 
 
@@ -227,6 +228,9 @@ def test_alertmanager_example_is_valid(amtool):
     (["alertname=DijkwachtDependencyMovedForeign", "category=email", "to_provider=microsoft"], "sovereignty"),
     (["alertname=DijkwachtOwnershipMadeForeign", "category=video", "to_provider=zoom"], "sovereignty"),
     (["alertname=DijkwachtTargetScanFailing", "target=gemeente.nl"], "ops"),
+    (["alertname=DijkwachtShardMissing", "job=dijkwacht"], "ops"),
+    (["alertname=DijkwachtStateWriteFailing", "job=dijkwacht", "instance=a:9849"], "ops"),
+    (["alertname=DijkwachtInternalErrors", "job=dijkwacht", "instance=a:9849", "where=http"], "ops"),
 ])
 def test_alertmanager_routes(amtool, labels, receiver):
     res = run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels])
@@ -244,6 +248,8 @@ def test_alertmanager_groups_moves_by_category_and_provider_and_inhibits_per_tar
         inhibited.setdefault(source, set()).update(target.split("|"))
         assert rule["equal"] == ["job", "instance"]
     assert {"DijkwachtTargetScanFailing", "DijkwachtTargetNotScanned"} <= inhibited["DijkwachtResolverFailing"]
+    # Dropped scan results leave their targets stale: not a problem of the targets.
+    assert {"DijkwachtScansStalled", "DijkwachtTargetNotScanned"} <= inhibited["DijkwachtStateWriteFailing"]
     for names in inhibited.values():
         assert names <= set(EXPECTED_ALERTS), names - set(EXPECTED_ALERTS)
 
@@ -306,6 +312,16 @@ def test_dashboard_metrics_are_documented(board):
     used = {n for e in exprs(board) + variable_selectors(board) for n in metric_names(e)}
     assert used
     assert not {n for n in used if not documented(n, text)}
+
+
+def test_moves_out_of_home_count_dns_changes_alike_on_every_dashboard():
+    """An ownership change (catalog, no DNS record) is of kind home_to_foreign too; "moves" are DNS changes."""
+    found = {name: [t["expr"] for p in panels(board) if p["title"] == "Moves out of home" for t in p["targets"]] for name, board in dashboards().items()}
+    found = {name: exprs for name, exprs in found.items() if exprs}
+    assert set(found) == {"dijkwacht-overview.json", "dijkwacht-changes.json"}
+    for name, (expr,) in found.items():
+        assert 'kind="home_to_foreign"' in expr and 'reason="dns"' in expr, (name, expr)
+    assert len({expr for (expr,) in found.values()}) == 1, found
 
 
 def test_tables_listing_targets_link_to_the_target_dashboard():

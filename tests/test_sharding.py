@@ -109,7 +109,9 @@ async def test_daemon_scans_only_its_share(dns_server, tmp_path):
         try:
             await wait_for(lambda: daemon.ready)
             seen.append(set(daemon.snapshot.views))
-            assert f"dijkwacht_targets {float(len(seen[-1]))}" in daemon.metrics().decode()
+            text = daemon.metrics().decode()
+            assert f"dijkwacht_targets {float(len(seen[-1]))}" in text
+            assert f'dijkwacht_shards{{shard="{index}"}} 3.0' in text
         finally:
             await daemon.stop()
     assert sum(map(len, seen)) == len(domains) and set().union(*seen) == set(domains)

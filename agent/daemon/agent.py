@@ -261,6 +261,7 @@ class Daemon:
         s.categories = tuple(sorted({c for d in self.runtime.detectors for c in d.categories}))
         s.interval = interval
         s.confirmations = config.daemon.confirmations
+        s.shard = shard or Shard(0, 1)
         s.last_changes = {k: c for k, c in self.state.last_changes().items() if k[0] in self.targets}
         s.catalog_loaded = now
         s.catalog_updated = _newest_mtime(data.catalog.sources)

@@ -23,6 +23,7 @@ from ..figures import CHANGE_KINDS
 from ..ipranges import RangeFile
 from ..pluginhost import PluginRecord
 from ..scanner import Dependency
+from ..shard import Shard
 from ..state import Change
 
 CACHED = " Results are cached from the last scan of each target, not measured at scrape time."
@@ -101,6 +102,7 @@ class Snapshot:
     categories: tuple[str, ...] = ()
     interval: float = 0.0
     confirmations: int = 0
+    shard: Shard = Shard(0, 1)
     last_changes: dict[tuple[str, str], Change] = field(default_factory=dict)
     changes_total: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (category, kind, reason)
     durations: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))  # observations per bucket
@@ -142,6 +144,11 @@ class StateCollector(Collector):
         yield GaugeMetricFamily("dijkwacht_targets", "Number of configured targets.", value=len(s.views))
         yield GaugeMetricFamily("dijkwacht_scan_interval_seconds", "Configured time between two scans of a target ([daemon] interval).", value=s.interval)
         yield GaugeMetricFamily("dijkwacht_scan_confirmations", "Consecutive agreeing scans needed to confirm a change ([daemon] confirmations).", value=s.confirmations)
+        # Every agent says how many shards there are, so a shard without an agent (a pod that
+        # never got scheduled has no `up` series at all) shows as a missing `shard` label value.
+        shards = GaugeMetricFamily("dijkwacht_shards", "Number of shards the targets are split over ([daemon] shard or --shard; 1 when not sharded), with this agent's index.", labels=["shard"])
+        shards.add_metric([str(s.shard.index)], s.shard.total)
+        yield shards
 
         last = GaugeMetricFamily(
             "dijkwacht_dependency_last_change_timestamp_seconds",

@@ -67,6 +67,14 @@ Paths fixed by the chart.
 {{- define "dijkwacht.dataDir" -}}{{ .Values.config.agent.data_dir | default (printf "%s/ip-ranges" (include "dijkwacht.stateDir" .)) }}{{- end }}
 
 {{/*
+Shell: create the data dir ($DATA_DIR) and copy in the range files of the image's snapshot it
+lacks, never overwriting newer ones. The agent refuses a data_dir that does not exist.
+*/}}
+{{- define "dijkwacht.seedData" -}}
+mkdir -p "$DATA_DIR" && for f in {{ include "dijkwacht.snapshotDir" . }}/*.txt; do [ -e "$DATA_DIR/${f##*/}" ] || cp "$f" "$DATA_DIR/"; done
+{{- end }}
+
+{{/*
 Number of target ConfigMaps: a multiple of the shard count, so that every ConfigMap belongs to
 one shard (bucket b holds shard b mod replicas), with at most about targetsPerConfigMap
 targets each.
@@ -91,12 +99,14 @@ or array of them is valid TOML).
 {{- end }}
 
 {{/*
-dijkwacht.toml: config.agent, config.daemon and config.detectors, merged with config.extraToml
-(whose tables win), plus the settings the chart owns (listen, state_path, targets_dir, catalog).
+dijkwacht.toml: config.agent, config.daemon, config.plugins and config.detectors, merged with
+config.extraToml (whose tables win), plus the settings the chart owns (listen, state_path,
+targets_dir, catalog).
 */}}
 {{- define "dijkwacht.configToml" -}}
 {{- $agent := deepCopy (.Values.config.agent | default dict) }}
 {{- $daemon := deepCopy (.Values.config.daemon | default dict) }}
+{{- $plugins := deepCopy (.Values.config.plugins | default dict) }}
 {{- $detectors := deepCopy (.Values.config.detectors | default dict) }}
 {{- with .Values.config.extraToml }}
 {{- $extra := fromToml . }}
@@ -104,12 +114,13 @@ dijkwacht.toml: config.agent, config.daemon and config.detectors, merged with co
 {{- fail (printf "config.extraToml is not valid TOML: %s" $extra.Error) }}
 {{- end }}
 {{- range $key, $_ := $extra }}
-{{- if not (has $key (list "agent" "daemon" "detectors")) }}
-{{- fail (printf "config.extraToml: [%s] is not a table of dijkwacht.toml (agent, daemon, detectors; targets belong in .Values.targets)" $key) }}
+{{- if not (has $key (list "agent" "daemon" "plugins" "detectors")) }}
+{{- fail (printf "config.extraToml: [%s] is not a table of dijkwacht.toml (agent, daemon, plugins, detectors; targets belong in .Values.targets)" $key) }}
 {{- end }}
 {{- end }}
 {{- $agent = mergeOverwrite $agent ($extra.agent | default dict) }}
 {{- $daemon = mergeOverwrite $daemon ($extra.daemon | default dict) }}
+{{- $plugins = mergeOverwrite $plugins ($extra.plugins | default dict) }}
 {{- $detectors = mergeOverwrite $detectors ($extra.detectors | default dict) }}
 {{- end }}
 {{- $_ := set $agent "data_dir" (include "dijkwacht.dataDir" .) }}
@@ -129,6 +140,10 @@ dijkwacht.toml: config.agent, config.daemon and config.detectors, merged with co
 {{ include "dijkwacht.tomlTable" (list "agent" $agent) }}
 
 {{ include "dijkwacht.tomlTable" (list "daemon" $daemon) }}
+{{- with $plugins }}
+
+{{ include "dijkwacht.tomlTable" (list "plugins" .) }}
+{{- end }}
 {{- range $name, $settings := $detectors }}
 
 {{ include "dijkwacht.tomlTable" (list (printf "detectors.%s" ($name | toJson)) $settings) }}
