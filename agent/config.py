@@ -191,11 +191,22 @@ def _nameservers(value: Any) -> tuple[str, ...]:
     return tuple(parse_nameserver(v) for v in _strings(value))
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
 def _listen(value: Any) -> str:
+    """[HOST]:PORT; HOST an IP address ([IPv6] or bare) or a host name, empty for every address."""
     text = _string(value)
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"{shown(text)} must be [HOST]:PORT, e.g. :9849 (every address) or 127.0.0.1:9849")
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
+        raise ValueError("must be [HOST]:PORT with a port of 0 to 65535, e.g. :9849 (every address) or 127.0.0.1:9849")
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    if bare and (bracketed or not _HOSTNAME.match(bare)):
+        try:
+            ipaddress.ip_address(bare)
+        except ValueError:
+            raise ValueError(f"host {shown(host)} is not an IP address or host name") from None
     return text
 
 

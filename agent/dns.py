@@ -72,10 +72,6 @@ class Answer:
         """True when the truth is unknown (SERVFAIL, REFUSED, timeout, error): never absence."""
         return self.status in FAILED
 
-    @property
-    def final_name(self) -> str:
-        return self.chain[-1] if self.chain else self.name
-
     def describe(self) -> str:
         detail = f" ({self.error})" if self.error else ""
         return f"{self.qtype} {self.name}: {self.status.upper()}{detail}"

@@ -9,7 +9,8 @@ pure and keep nothing but counts.
 Definitions:
 
 * A dependency **counts** unless its confidence is `inferred` (then only with
-  `count_inferred`, as `[agent] count_inferred` decides for the metrics).
+  `count_inferred`, as `[agent] count_inferred` decides for the metrics, the state and the
+  agent's alerts, which use `counted()` from here too).
 * A target is **foreign** when at least one counted dependency is foreign.
 * A target is **incomplete** when its result has errors: a lookup failed or a detector did
   not finish, so what it shows is a lower bound. An incomplete target with no foreign
@@ -39,13 +40,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from .catalog import is_foreign
 from .detector import INFERRED
 
 SCHEMA = 1
 UNKNOWN_JURISDICTION = "unknown"
+D = TypeVar("D")
 
 
 def _as_object(result: Any) -> Mapping[str, Any]:
@@ -53,13 +55,23 @@ def _as_object(result: Any) -> Mapping[str, Any]:
     return result if type(result) is dict or isinstance(result, Mapping) else result.to_json()
 
 
-def counts(dependency: Mapping[str, Any], count_inferred: bool = False) -> bool:
-    """Whether a dependency (a scan JSON object) counts: an inferred one only with `count_inferred`."""
-    return count_inferred or dependency.get("confidence") != INFERRED
+def _confidence(dependency: Any) -> str:
+    """A dependency's confidence: a scan JSON object's (dict first, see _as_object) or a Dependency's."""
+    if type(dependency) is dict or isinstance(dependency, Mapping):
+        return dependency.get("confidence")
+    return dependency.confidence
 
 
-def counted(dependencies: Iterable[Mapping[str, Any]], count_inferred: bool = False) -> list[Mapping[str, Any]]:
-    return list(dependencies) if count_inferred else [d for d in dependencies if d.get("confidence") != INFERRED]
+def counts(dependency: Any, count_inferred: bool = False) -> bool:
+    """Whether a dependency (a scan JSON object or a scanner Dependency) counts in the figures,
+    the metrics, the state and alerts: an inferred one (a guess from another service, such as
+    Meet from Workspace mail) only with `count_inferred`."""
+    return count_inferred or _confidence(dependency) != INFERRED
+
+
+def counted(dependencies: Iterable[D], count_inferred: bool = False) -> list[D]:
+    """The dependencies that count (see `counts`), in their order."""
+    return list(dependencies) if count_inferred else [d for d in dependencies if _confidence(d) != INFERRED]
 
 
 def _status(any_foreign: bool, errors: Any) -> str:
@@ -301,12 +313,18 @@ def _share(part: int, whole: int) -> str:
     return "-" if value is None else f"{value:.1f} %"
 
 
+def headline(fig: Mapping[str, Any]) -> str:
+    """The headline in words: foreign, clean and unknown targets (the summary's and the scan table's last line)."""
+    n = fig["targets"]
+    return (f"{n} targets: {fig['foreign']} with a foreign dependency ({_share(fig['foreign'], n)}), {fig['clean']} without, "
+            f"{fig['unknown']} unknown (errors, nothing foreign found)")
+
+
 def render_summary(fig: Mapping[str, Any], *, top: int = 10, listed: int = 10) -> str:
     """The campaign summary for people (stderr at the end of a scan)."""
     n = fig["targets"]
     lines = [
-        f"{n} targets: {fig['foreign']} with a foreign dependency ({_share(fig['foreign'], n)}), {fig['clean']} without, "
-        f"{fig['unknown']} unknown (errors, nothing foreign found)",
+        headline(fig),
         f"with errors: {fig['incomplete']} ({_share(fig['incomplete'], n)})"
         + (f"; retried {fig['retried']}, still failing {len(fig['still_failed'])}" if fig["retried"] else ""),
     ]

@@ -45,6 +45,7 @@ QUARANTINE_AFTER = 5  # timeouts in a row, in the detector's own code
 STOP_GRACE = 0.5  # seconds a lane's thread gets to end, before and after each interrupt
 STOP_ATTEMPTS = 3
 STALL = 0.5  # seconds without a turn of the main loop that count as a stall
+MAX_WARNINGS = 20  # ctx.warn() messages kept per detector and target; real detectors give one or two
 _TICK = 0.1
 
 T = TypeVar("T")
@@ -130,6 +131,16 @@ async def _contained(call: _Call, detector: Detector, target: Target, ctx: Detec
         return None, describe(exc)
 
 
+def _pass_warnings(lane_ctx: DetectorContext, ctx: DetectorContext) -> None:
+    """What the detector reported with ctx.warn() on its lane, up to now (an abandoned call's
+    later warnings are dropped), into the scan's context: strings only, at most MAX_WARNINGS."""
+    noted = lane_ctx.warnings[:]  # one copy: the lane's thread may still be appending
+    for message in noted[:MAX_WARNINGS]:
+        ctx.warn(message if type(message) is str else f"ctx.warn() takes a string, not {type(message).__name__}")
+    if len(noted) > MAX_WARNINGS:
+        ctx.warn(f"{len(noted) - MAX_WARNINGS} more warnings left out")
+
+
 class Lane:
     """One third-party detector's thread and event loop."""
 
@@ -181,6 +192,7 @@ class Lane:
             async with asyncio.timeout(timeout):
                 outcome = await waiter
         except BaseException as exc:  # the timeout, or the scan itself being cancelled
+            _pass_warnings(lane_ctx, ctx)
             # Transient (worth another try) only if it was waiting for lookups, not running its own code.
             waiting = call.waiting > 0  # read before the cancellation unwinds them
             call.abandoned = True
@@ -193,6 +205,7 @@ class Lane:
                 if self.timeouts >= QUARANTINE_AFTER and not self.quarantined:
                     self.quarantine(f"timed out {self.timeouts} times in a row; restart the agent to retry")
             return None, f"timed out after {timeout:g}s", waiting
+        _pass_warnings(lane_ctx, ctx)
         self.timeouts = 0
         return (*outcome, False)
 

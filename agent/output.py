@@ -19,8 +19,8 @@ from typing import Any, TextIO
 import structlog
 
 from .errors import DijkwachtError
-from .scanner import TargetResult, counted
-
+from .figures import Tally, counted, headline, status
+from .scanner import TargetResult
 
 log = structlog.get_logger()
 
@@ -182,17 +182,19 @@ def _evidence(evidence: Iterable[str]) -> str:
 
 def render_table(results: Iterable[TargetResult], *, ip_data: bool = True, count_inferred: bool = False) -> str:
     """A per-target summary an ops engineer can read: one line per dependency, then errors.
-    Inferred dependencies are listed but not counted as foreign unless `count_inferred`."""
+    What counts is agent/figures.py's: inferred dependencies are listed but not counted as
+    foreign unless `count_inferred`; a target with errors and nothing foreign is unknown."""
     lines = []
     header = ("CATEGORY", "ROLE", "PROVIDER", "JURIS", "FOREIGN", "CONFIDENCE", "EVIDENCE")
-    totals = {"targets": 0, "foreign": 0, "errors": 0}
+    tally = Tally(count_inferred=count_inferred)
     for result in results:
-        totals["targets"] += 1
+        obj = result.to_json()
+        tally.add(obj)
         deps = result.dependencies
         foreign = sum(d.foreign for d in counted(deps, count_inferred))
-        totals["foreign"] += bool(foreign)
-        totals["errors"] += bool(result.errors)
         summary = f"{len(deps)} dependencies, {foreign} foreign" + (f", {len(result.errors)} errors" if result.errors else "")
+        if status(obj, count_inferred=count_inferred) == "unknown":
+            summary += ": unknown, nothing foreign found"
         lines.append(f"{result.target.domain}  ({summary})")
         rows = [(d.category, d.role, d.provider, d.jurisdiction or "?", "yes" if d.foreign else "no", d.confidence, _evidence(d.evidence)) for d in deps]
         if rows:
@@ -204,7 +206,8 @@ def render_table(results: Iterable[TargetResult], *, ip_data: bool = True, count
         for warning in result.warnings:
             lines.append(f"  ~ {warning.detector}: {warning.message}")
         lines.append("")
-    lines.append(f"{totals['targets']} targets, {totals['foreign']} with a foreign dependency, {totals['errors']} with errors")
+    fig = tally.figures()
+    lines.append(f"{headline(fig)}; {fig['incomplete']} with errors")
     if not ip_data:
         lines.append("note: no IP range data loaded (--data-dir); only hostname evidence was used")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ import structlog
 from .asn import parse_provider_id
 from .budget import Budget
 from .catalog import CONFIDENCES, EMAIL_ROLES, Catalog, is_foreign
-from .detector import CONFIDENCE_RANK, INFERRED, Detector, DetectorContext, Finding, TargetResolver, stronger
+from .detector import CONFIDENCE_RANK, Detector, DetectorContext, Finding, TargetResolver, stronger
 from .dns import TRANSIENT, DNSEngine
 from .errors import describe
 from .ipranges import IPRanges
@@ -66,12 +66,6 @@ class Dependency:
             "confidence": self.confidence,
             "parent": self.parent,
         }
-
-
-def counted(dependencies: Iterable[Dependency], count_inferred: bool = False) -> list[Dependency]:
-    """The dependencies that count in metrics, state and alerts: an inferred one (a guess from
-    another service, such as Meet from Workspace mail) only when the operator asks for it."""
-    return [d for d in dependencies if count_inferred or d.confidence != INFERRED]
 
 
 def _role_rank(role: str) -> int:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from .catalog import Catalog, is_foreign
 from .errors import DijkwachtError, one_line
-from .scanner import Dependency, TargetResult, counted
+from .figures import counted
+from .scanner import Dependency, TargetResult
 
 APPLICATION_ID = 0x646B7763  # "dkwc" in the SQLite header: this file is a dijkwacht state
 TABLES = frozenset({"dependencies", "baselines", "pending", "changes", "scans"})

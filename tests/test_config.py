@@ -4,6 +4,8 @@ line and key named (one fixture per validation rule, in tests/bad_configs/)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,6 +161,47 @@ def test_scan_rejects_bad_options_in_one_line(option, value, message, capsys):
         main(["scan", option, value, "example.nl"])
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("bogus", "must be [HOST]:PORT"),
+    ("127.0.0.1:99999", "port of 0 to 65535"),
+    (":٩٨٤٩", "port of 0 to 65535"),  # Arabic-Indic digits: isdigit(), but no port
+    ("exa mple.nl:9849", "host 'exa mple.nl' is not an IP address or host name"),
+    ("[nope]:9849", "host '[nope]' is not an IP address or host name"),
+])
+def test_run_rejects_a_bad_listen_address_like_the_config_does(tmp_path, value, message, capsys):
+    """--listen goes through [daemon] listen's check, at parse time: a usage error (exit 2)."""
+    from dijkwacht.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["run", "--config", "c.toml", "--listen", value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("dijkwacht run: error: argument --listen: ") and message in err, err
+    config = tmp_path / "c.toml"
+    config.write_text(f'[daemon]\nlisten = "{value}"\n')
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(config)
+
+
+@pytest.mark.parametrize("value", ["bogus", "127.0.0.1:99999"])
+def test_run_with_a_bad_listen_address_exits_2_before_opening_the_state(tmp_path, value):
+    state = tmp_path / "state.db"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[daemon]\nstate_path = "{state}"\n')
+    res = subprocess.run([sys.executable, "-m", "dijkwacht.cli", "run", "--config", str(config), "--listen", value], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines()[-1].startswith("dijkwacht run: error: argument --listen: "), res.stderr
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+    assert not state.exists()
+
+
+@pytest.mark.parametrize("value", [":9849", "127.0.0.1:9849", "[::1]:9849", "::1:9849", "localhost:0"])
+def test_good_listen_addresses(tmp_path, value):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[daemon]\nlisten = "{value}"\n')
+    assert load_config(config).daemon.listen == value
 
 
 def test_a_nan_detector_setting_is_rejected(tmp_path):

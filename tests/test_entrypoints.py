@@ -113,28 +113,78 @@ def test_sigterm_with_slow_probes_and_scans_in_flight_exits_within_10_seconds(tm
         agent.stop()
 
 
+BAD_REQUESTS = (
+    b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 10_000 + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(500)) + b"\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+)
+
+
+def _send(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(request)
+        return conn.recv(100)
+
+
+async def test_bad_requests_are_a_rate_limited_warning_not_an_error_per_request(monkeypatch, capsys):
+    """Any client can send a malformed request, unauthenticated: each is a debug event, and the
+    warning that says so comes at most once per BAD_REQUESTS_EVERY, with a count."""
+    import asyncio
+
+    from aiohttp import web
+
+    from dijkwacht import logs
+
+    monkeypatch.setattr(logs, "_BAD_REQUESTS", logs._BadRequests())
+    logs.configure("info", json=True)
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        capsys.readouterr()
+        for request in BAD_REQUESTS * 5:
+            assert (await asyncio.to_thread(_send, port, request))[8:13] == b" 400 "
+        events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert [(e["level"], e["event"], e["count"], e["last_peer"]) for e in events] == [("warning", "http.bad_requests", 1, "127.0.0.1")]
+        assert events[0]["last_error"].startswith("LineTooLong: ")
+        logs._BAD_REQUESTS.last -= logs.BAD_REQUESTS_EVERY  # a minute later
+        await asyncio.to_thread(_send, port, BAD_REQUESTS[3])
+        [event] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert (event["event"], event["count"]) == ("http.bad_requests", len(BAD_REQUESTS) * 5)  # 19 counted in between, and this one
+        assert event["last_error"].startswith("BadHttpMessage: ")
+        logs.configure("debug", json=True)
+        await asyncio.to_thread(_send, port, BAD_REQUESTS[0])
+        [event] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert (event["level"], event["logger"], event["event"]) == ("debug", "aiohttp.server", "Error handling request from 127.0.0.1")
+    finally:
+        await runner.cleanup()
+        logs.configure("info")
+
+
 @pytest.mark.e2e
 def test_oversized_requests_leave_one_line_log_entries(tmp_path, silent_nameserver):
     agent = Agent(tmp_path, silent_nameserver)
     try:
         agent.wait_healthy()
-        for request in (
-            b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 10_000 + b"\r\n\r\n",
-            b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(500)) + b"\r\n",
-            b"\x16\x03\x01\x02\x00garbage, as a TLS client would send\r\n\r\n",
-        ):
-            with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as conn:
-                conn.sendall(request)
-                assert conn.recv(100).startswith(b"HTTP/1.") or True  # aiohttp answers 400 or closes
+        for request in (*BAD_REQUESTS, b"\x16\x03\x01\x02\x00garbage, as a TLS client would send\r\n\r\n"):
+            _send(agent.port, request)  # aiohttp answers 400 or closes
         time.sleep(0.5)
         agent.process.send_signal(signal.SIGTERM)
         agent.process.wait(timeout=20)
         lines = agent.log.read_text().splitlines()
         events = [json.loads(line) for line in lines]  # every line is one JSON event
         assert "Traceback" not in agent.log.read_text()
-        bad = [e for e in events if e.get("logger", "").startswith("aiohttp")]
-        assert bad and all("error" in e for e in bad), events
+        assert [e for e in events if e["level"] == "error"] == []
+        [bad] = [e for e in events if e["event"] == "http.bad_requests"]  # one line for them all
+        assert bad["level"] == "warning" and bad["count"] == 1 and bad["last_error"].startswith("LineTooLong: ")
     finally:
         agent.stop()
 

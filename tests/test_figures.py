@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dijkwacht.figures import figures, render_summary
+from dijkwacht.figures import figures, render_summary, status
 from dijkwacht.scanner import Dependency, ScanError, TargetResult
 from dijkwacht.targets import Target
 
@@ -75,3 +75,30 @@ def test_summary_text_names_the_counts_and_the_top_providers():
     assert "5 targets: 2 with a foreign dependency (40.0 %), 2 without, 1 unknown" in text
     assert "retried 2, still failing 1" in text and "still failing: c.nl" in text
     assert "top 2 providers" in text and "microsoft" in text and "cloudflare" not in text
+
+
+def _as_result(obj):
+    deps = [Dependency(d["category"], d["provider"], d["name"], d["jurisdiction"], d["foreign"], tuple(d["evidence"]), d["confidence"], d["parent"], d.get("role", ""))
+            for d in obj["dependencies"]]
+    errors = [ScanError(e["detector"], e["message"]) for e in obj["errors"]]
+    return TargetResult(Target(obj["target"], obj.get("labels", {})), deps, errors, retried=obj.get("retried", False))
+
+
+def test_one_counting_rule_for_scan_objects_dependencies_and_the_scan_table():
+    """`counted` takes scan JSON objects and scanner Dependencies alike; the scan table's lines
+    and its last line are this module's figures, not a count of their own."""
+    from dijkwacht.figures import counted, headline
+    from dijkwacht.output import render_table
+
+    results = [_as_result(obj) for obj in RESULTS]
+    for count_inferred in (False, True):
+        for obj, result in zip(RESULTS, results):
+            kept = [(d.category, d.provider) for d in counted(result.dependencies, count_inferred)]
+            assert kept == [(d["category"], d["provider"]) for d in counted(obj["dependencies"], count_inferred)]
+            assert len(kept) == len(obj["dependencies"]) - (obj["target"] == "b.nl" and not count_inferred)
+        fig = figures(RESULTS, count_inferred=count_inferred)
+        lines = render_table(results, count_inferred=count_inferred).splitlines()
+        assert lines[-1] == f"{headline(fig)}; {fig['incomplete']} with errors"
+        unknown = [line.split()[0] for line in lines if line.endswith(": unknown, nothing foreign found)")]
+        assert unknown == [obj["target"] for obj in RESULTS if status(obj, count_inferred=count_inferred) == "unknown"] == ["c.nl"]
+    assert "b.nl  (2 dependencies, 0 foreign)" in render_table(results)  # Meet inferred from Google mail does not count

@@ -259,3 +259,90 @@ async def test_a_timeout_while_waiting_for_lookups_is_transient_and_no_strike(dn
     assert {e.message for r in results for e in r.errors} == {"timed out after 0.3s"}
     assert all(r.transient is slow_dns for r in results)
     assert bool(own.quarantined) is not slow_dns
+
+
+class Warns(Detector):
+    """Reports a problem of the target's records that does not make the result unknown."""
+
+    name = "warning"
+    categories = ("chat",)
+
+    async def detect(self, target, ctx):
+        ctx.warn("SPF permerror: x")
+        ctx.warn("SPF permerror: x")  # once is enough
+        ctx.warn("too many lookups")
+        return []
+
+
+class ManyWarnings(Detector):
+    name = "many"
+    categories = ("chat",)
+
+    async def detect(self, target, ctx):
+        ctx.warn(12)
+        for i in range(isolation.MAX_WARNINGS + 5):
+            ctx.warn(f"w{i}")
+        return []
+
+
+@pytest.mark.parametrize("lanes", [True, False], ids=["lane", "main-loop"])
+async def test_warnings_reach_the_result_on_a_lane_and_on_the_main_loop(dns_server, lanes):
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    own = Isolation()
+    try:
+        scanner = Scanner(Services(engine, load_catalog(), IPRanges(), EU), [Warns()], isolation=own, trusted=() if lanes else ("warning",))
+        assert bool(scanner.lanes) is lanes
+        result = await scanner.scan(Target("example.nl"))
+    finally:
+        await own.close()
+        await engine.close()
+    assert [(w.detector, w.message) for w in result.warnings] == [("warning", "SPF permerror: x"), ("warning", "too many lookups")]
+    assert result.errors == [] and result.incomplete == frozenset()
+    assert result.to_json()["warnings"] == [{"detector": "warning", "message": "SPF permerror: x"}, {"detector": "warning", "message": "too many lookups"}]
+
+
+async def test_a_lane_detectors_warnings_are_strings_and_bounded(dns_server):
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    own = Isolation()
+    try:
+        result = await Scanner(Services(engine, load_catalog(), IPRanges(), EU), [ManyWarnings()], isolation=own).scan(Target("example.nl"))
+    finally:
+        await own.close()
+        await engine.close()
+    messages = [w.message for w in result.warnings]
+    assert messages[0] == "ctx.warn() takes a string, not int"
+    assert messages[1:-1] == [f"w{i}" for i in range(isolation.MAX_WARNINGS - 1)]
+    assert messages[-1] == "6 more warnings left out"
+
+
+async def test_warnings_of_a_detector_that_times_out_on_its_lane_are_kept(dns_server):
+    class WarnsThenHangs(Detector):
+        name = "hangs"
+        categories = ("chat",)
+
+        async def detect(self, target, ctx):
+            ctx.warn("before the hang")
+            await asyncio.sleep(30)
+            return []
+
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    own = Isolation()
+    try:
+        result = await Scanner(Services(engine, load_catalog(), IPRanges(), EU), [WarnsThenHangs()], detector_timeout=0.3, isolation=own).scan(Target("example.nl"))
+    finally:
+        await own.close()
+        await engine.close()
+    assert [w.message for w in result.warnings] == ["before the hang"]
+    assert [e.message for e in result.errors] == ["timed out after 0.3s"]
+
+
+async def test_the_test_kits_run_detector_shows_warnings(dns_server):
+    from dijkwacht.testing import run_detector
+
+    server = await dns_server(ZONE)
+    run = await run_detector(Warns, "example.nl", server)
+    assert run.warnings == ["SPF permerror: x", "too many lookups"]
+    assert [w.message for w in run.result.warnings] == run.warnings and run.errors == []

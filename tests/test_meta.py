@@ -32,6 +32,26 @@ def test_hook_has_docstring_docs_and_tests(hook):
     assert hook in TESTS, f"no test uses {hook}"
 
 
+def test_the_plugin_api_and_catalog_schema_are_documented_in_full():
+    """What a detector gets (its context, catalog facts) and every key a catalog file may hold
+    are named in docs/plugins.md: an undocumented part is one a plugin author cannot find."""
+    from dataclasses import fields
+
+    from dijkwacht import catalog
+    from dijkwacht.detector import DetectorContext
+
+    api = PLUGINS_DOC.split("## The API a detector gets", 1)[1].split("\n## ", 1)[0]
+    fact = re.search(r"`dijkwacht\.catalog\.Fact` \(frozen\):(.*?)\n- ", api, re.S).group(1)
+    assert [f.name for f in fields(catalog.Fact) if f"`{f.name}`" not in fact] == []
+    # ctx.warnings is where the core collects what ctx.warn() reports
+    parts = {f.name for f in fields(DetectorContext)} - {"warnings"} | {n for n, _ in inspect.getmembers(DetectorContext, inspect.isfunction) if not n.startswith("_")}
+    assert sorted(p for p in parts if f"ctx.{p}" not in api) == []
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\[\[?providers[^`]*)` [^|]*\|(.*)$", PLUGINS_DOC, re.M)}
+    for table, keys in (("[providers.<id>]", catalog._PROVIDER_KEYS - {"facts", "ownership"}), ("[[providers.<id>.facts]]", catalog._FACT_KEYS),
+                        ("[[providers.<id>.ownership]]", catalog._OWNERSHIP_KEYS)):
+        assert sorted(k for k in keys if f"`{k}`" not in rows[table]) == [], table
+
+
 BUILTINS = sorted(ep.value.rsplit(".", 1)[1] for ep in entry_points(group="dijkwacht") if ep.dist and ep.dist.name == "dijkwacht")
 
 

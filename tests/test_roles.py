@@ -22,7 +22,8 @@ from dijkwacht.daemon.webconfig import WebConfig
 from dijkwacht.state import StateStore
 from dijkwacht.detector import Finding
 from dijkwacht.output import render_table
-from dijkwacht.scanner import Classifier, Dependency, TargetResult, counted
+from dijkwacht.figures import counted
+from dijkwacht.scanner import Classifier, Dependency, TargetResult
 from dijkwacht.targets import Target
 
 from .scanhelpers import corpus_failures, corpus_zone, scan_cases

@@ -1,1 +1,2 @@
-"""The long-running agent: scheduler, state store, metrics and HTTP server."""
+"""The long-running agent: scheduler, reloads, metrics and HTTP server (its state store is
+`dijkwacht.state`, which `dijkwacht report` reads too)."""

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,16 +21,17 @@ from .. import logs
 from ..budget import Budget
 from ..config import Config
 from ..errors import DijkwachtError, one_line
-from ..isolation import Isolation
+from ..figures import counted
 from ..ipranges import RangeFile
+from ..isolation import Isolation
 from ..rangefeeds import FEEDS
 from ..runtime import Data, Runtime, build_runtime, load_config_with_plugins
-from ..scanner import Dependency, TargetResult, counted
+from ..scanner import Dependency, TargetResult
 from ..shard import Shard
+from ..state import Change, StateStore
 from ..targets import Target
 from .metrics import Snapshot, StateCollector, TargetRenderer, TargetView, change_kind
 from .schedule import Schedule, next_due
-from ..state import Change, StateStore
 
 log = structlog.get_logger()
 
@@ -105,6 +106,9 @@ class Daemon:
         # part of a new configuration and returns how to apply it, which happens only if every
         # part is valid.
         self.reload_hooks: list[Callable[[Config], Awaitable[Callable[[], None]]]] = []
+        # The files those parts read (the web config and the certificates it names), watched
+        # with the daemon's own: see watch_also.
+        self._other_inputs: list[Callable[[], Iterable[str]]] = []
         self._budget: Budget | None = None
         self._probe_budget: Budget | None = None
         self._probes_waiting = 0
@@ -297,9 +301,17 @@ class Daemon:
 
     # ---- reload on change ------------------------------------------------------------------
 
+    def watch_also(self, files: Callable[[], Iterable[str]]) -> None:
+        """Watch the files another reloaded part reads now (`files()` is asked at every check)."""
+        self._other_inputs.append(files)
+        self._seen = self.fingerprint()
+
     def _inputs(self) -> list[Path]:
-        """The files a reload reads: the config, targets files, catalogs, IP range files."""
+        """The files a reload reads: the config, targets files, catalogs, IP range files, and
+        those of the other parts (the web config and its certificate, key and CA files)."""
         paths = [Path(self.config_path)]
+        for files in self._other_inputs:
+            paths += [Path(p) for p in files()]
         if self.config is not None:
             agent = self.config.agent
             paths += [Path(p) for p in (agent.targets_file, *agent.catalog) if p]
@@ -322,7 +334,8 @@ class Daemon:
         return tuple(out)
 
     async def watch(self, every: float) -> None:
-        """Reload when an input changes: the config file, targets, catalogs or IP range data.
+        """Reload when an input changes: the config file, targets, catalogs, IP range data, the
+        web config or its certificates (a rotated Kubernetes Secret: its symlink swap changes the inode).
         A reload that fails keeps the old configuration and is retried only after the next change."""
         while not self._stopping.is_set():
             try:

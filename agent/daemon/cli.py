@@ -13,12 +13,12 @@ from pathlib import Path
 import structlog
 
 from ..cli_plugins import add_strict_option
-from ..config import Config, duration, load_config
+from ..config import DAEMON_FIELDS, Config, argument, duration, load_config
 from ..errors import DijkwachtError
 from ..shard import parse_shard
+from ..state import StateStore
 from .agent import Daemon
 from .server import serve
-from ..state import StateStore
 from .webconfig import load_web_config
 
 log = structlog.get_logger()
@@ -30,7 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run the agent: scheduled scans, state, /metrics", description="Run the agent: rescan every target each interval, keep confirmed dependencies and their change history in SQLite, and serve Prometheus metrics. The configuration is reloaded when one of its files changes, on SIGHUP, and on POST /-/reload (with --web.enable-lifecycle); SIGTERM stops cleanly.")
     run.add_argument("--config", required=True, metavar="FILE", help="TOML configuration file")
     run.add_argument("--web.config.file", dest="web_config", metavar="FILE", help="exporter-toolkit web config (TLS, basic auth); default: [daemon] web_config")
-    run.add_argument("--listen", metavar="[HOST]:PORT", help="address to serve HTTP on (default: [daemon] listen, :9849 = every address of both families)")
+    run.add_argument("--listen", type=argument(DAEMON_FIELDS["listen"], str), metavar="[HOST]:PORT", help="address to serve HTTP on (default: [daemon] listen, :9849 = every address of both families)")
     run.add_argument("--state-path", metavar="FILE", help="state database (default: [daemon] state_path); each shard needs its own")
     run.add_argument("--web.enable-lifecycle", dest="lifecycle", action="store_true", help="enable POST /-/reload (off by default: it changes state)")
     run.add_argument("--shard", type=_shard, metavar="I/N", help="scan only shard I of N (0 <= I < N; I may be a StatefulSet pod name ending in -I); default: [daemon] shard, else all targets")
@@ -97,6 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
         return lambda: web_config.update(new)
 
     daemon.reload_hooks.append(reload_web_config)
+    daemon.watch_also(lambda: web_config.files)  # a rotated certificate is reloaded without a signal
     log.info("http.listening", address=listen, web_config=web_config.describe(), lifecycle=args.lifecycle)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

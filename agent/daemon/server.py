@@ -10,12 +10,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .. import __version__
+from ..figures import counted
 from ..report.html import CSP
-from .report_page import LiveReport
-from ..scanner import counted
 from ..targets import InvalidTarget, normalise_domain
 from .agent import Daemon, ProbeRefused, describe
 from .metrics import ProbeCollector, TargetView
+from .report_page import LiveReport
 from .webconfig import WebConfig
 
 SHUTDOWN_GRACE = 1.0  # seconds in-flight requests (a /probe) get when the agent stops (aiohttp may take twice that)
@@ -123,6 +123,10 @@ async def serve(daemon: Daemon, web_config: WebConfig, listen: str, *, lifecycle
     await runner.setup()
     # A backlog like Go's (the kernel's somaxconn): with asyncio's 128, a burst of clients
     # overflows it and waits out TCP's SYN retries (1, 3, 7... s) before it is even answered.
-    site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context, backlog=4096)
-    await site.start()
+    try:
+        site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=web_config.ssl_context, backlog=4096)
+        await site.start()
+    except BaseException:  # (a taken port) the app has started: stop its tasks before the state closes
+        await runner.cleanup()
+        raise
     return runner

@@ -106,6 +106,7 @@ class WebConfig:
         self.allowed_sans: tuple[str, ...] = ()
         self.rate: tuple[float, int] | None = None  # (seconds per request, burst)
         self.summary = "plain HTTP"
+        self.files: tuple[str, ...] = (path,) if path else ()  # this file and the certificate, key and CA files it names
         self._tls: ssl.SSLContext | None = None  # the context new handshakes switch to
         self._groups: tuple[str, ...] = ()  # curve_preferences, as OpenSSL group names
         self._verified: OrderedDict[bytes, bytes] = OrderedDict()  # digest(user, password) -> hash
@@ -139,7 +140,7 @@ class WebConfig:
             _set_groups(live, new._groups or _DEFAULT_GROUPS)
             # ...and the rest (certificate, client CAs, chain check) from the one it switches to.
             self._tls = new.ssl_context
-        self.users, self.headers, self.allowed_sans, self.summary = new.users, new.headers, new.allowed_sans, new.summary
+        self.users, self.headers, self.allowed_sans, self.summary, self.files = new.users, new.headers, new.allowed_sans, new.summary, new.files
         if new.rate != self.rate:
             self.rate, self._tokens = new.rate, new._tokens
         self._verified.clear()
@@ -420,6 +421,8 @@ def _tls(path: Path, tls: dict, config: WebConfig) -> None:
             context.set_ciphers(":".join(ciphers))
         except ssl.SSLError:
             raise error("cipher_suites", "none of these cipher suites is available in this OpenSSL") from None
+    named = [file(name) for name in ("cert_file", "key_file", "client_ca_file") if values.get(name)]
+    config.files = (*config.files, *named)
     with _pem(values.get("cert"), "cert") as cert, _pem(values.get("key"), "key") as secret:
         cert_path = cert or file("cert_file")
         key_path = secret or file("key_file")

@@ -42,6 +42,11 @@ class DetectorRun:
         """Exceptions, timeouts, rejected findings and failed lookups, as the scan JSON shows them."""
         return [e.message for e in self.result.errors]
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the detector reported with `ctx.warn()`, as the scan JSON shows it."""
+        return [w.message for w in self.result.warnings]
+
 
 def plugin_catalog(*sources: str | os.PathLike[str] | object) -> Catalog:
     """The built-in catalog plus the given catalog files and plugins' `dijkwacht_catalog_files()`.
