@@ -1,10 +1,11 @@
 """Rendering scan results: the JSON contract, JSON lines for campaigns, and a table for people.
 
-Writers take final results as a campaign produces them: (index in the input, result). The
-JSON array and the table restore the input order; JSON lines are written the moment a result
-is final (input order, except that targets retried at the end of the scan follow the rest),
-each line with a single write() to a file opened for appending, so a crash can cut at most
-the last line short -- which `--resume` removes.
+Writers take final results as a campaign produces them: (index in the input, result), and
+all of them restore the input order. JSON lines are written the moment a result is final and
+every result before it is written: only a target waiting for the retry pass holds back the
+ones after it (held as text; on Ctrl-C they are written and the waiting ones left to
+`--resume`). Each line goes out with a single write() to a file opened for appending, so a
+crash can cut at most the last line short -- which `--resume` removes.
 """
 
 from __future__ import annotations
@@ -97,9 +98,12 @@ class JsonLinesWriter(Writer):
     def __init__(self, path: str | None = None, *, append: bool = False) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC)
         self._fd = os.open(path, flags, 0o644) if path else None
+        self._order = _InOrder(self._put)
 
     def write(self, index: int, obj: dict[str, Any], result: TargetResult) -> None:
-        line = json.dumps(obj, ensure_ascii=False) + "\n"
+        self._order.add(index, json.dumps(obj, ensure_ascii=False) + "\n")
+
+    def _put(self, line: str) -> None:
         if self._fd is None:
             sys.stdout.write(line)
             sys.stdout.flush()
@@ -110,6 +114,7 @@ class JsonLinesWriter(Writer):
         self.count += 1
 
     def close(self) -> None:
+        self._order.flush()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

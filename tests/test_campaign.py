@@ -54,6 +54,28 @@ def test_json_lines_are_appended_whole_and_read_back_for_resume(tmp_path):
     assert [json.loads(line)["target"] for line in out.read_text().splitlines()] == ["t0.nl", "t1.nl", "t2.nl", "t3.nl"]
 
 
+def test_json_lines_keep_input_order_behind_a_retried_target_and_flush_at_an_interrupt(tmp_path):
+    out = tmp_path / "out.jsonl"
+
+    def written() -> list[str]:
+        return [json.loads(line)["target"] for line in out.read_text().splitlines()]
+
+    writer = JsonLinesWriter(str(out))
+    for i in (0, 2, 3):  # target 1 waits for the retry pass
+        r = result(f"t{i}.nl")
+        writer.write(i, r.to_json(), r)
+    assert written() == ["t0.nl"]  # streamed: what is final and in order is out at once
+    r = result("t1.nl")
+    writer.write(1, r.to_json(), r)
+    assert written() == ["t0.nl", "t1.nl", "t2.nl", "t3.nl"] and writer.count == 4
+    for i in (5, 6):  # target 4 waits, and the scan is interrupted
+        r = result(f"t{i}.nl")
+        writer.write(i, r.to_json(), r)
+    writer.close()
+    assert written() == ["t0.nl", "t1.nl", "t2.nl", "t3.nl", "t5.nl", "t6.nl"]  # t4 is left to --resume
+    assert read_for_resume(str(out), lambda _: None) == {f"t{i}.nl" for i in (0, 1, 2, 3, 5, 6)}
+
+
 def test_resume_refuses_a_file_that_is_not_scan_results(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"target": "a.nl"}\nnot json\n{"target": "b.nl"}\n')
