@@ -16,10 +16,13 @@ class Config:
     # names, so a probe job in the same Prometheus never counts.
     selector: str = 'job="dijkwacht"'
     # Labels that identify one agent; per-target series are joined on these plus `target`.
-    agent_labels: tuple[str, ...] = ("job", "instance")
+    # `namespace` tells apart Helm releases in different namespaces (their pods, the
+    # `instance`, may have the same names); outside Kubernetes the label is absent, and
+    # grouping by an absent label changes nothing.
+    agent_labels: tuple[str, ...] = ("job", "namespace", "instance")
     # Labels that identify one deployment of sharded agents (the agents that export the same
-    # `dijkwacht_shards`); add e.g. `namespace` when several deployments share a job name.
-    deployment_labels: tuple[str, ...] = ("job",)
+    # `dijkwacht_shards`): every Helm release gets job="dijkwacht", in its own namespace.
+    deployment_labels: tuple[str, ...] = ("job", "namespace")
     # The target label (from `labels = { ... }` in the agent's configuration) to break figures down by.
     group_label: str = "sector"
 

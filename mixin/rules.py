@@ -52,11 +52,16 @@ def recording_rules(cfg: Config) -> list[dict]:
     foreign_true = 'foreign="true"'
     failed = f'result=~"{FAILED_RESULTS}"'
     # 1 per target without a clean scan for `stale_intervals` although its latest scan had no
-    # errors (a target with errors is failing, not stale), else 0.
+    # errors (a target with errors is failing, not stale), else 0; and 1 per target that never
+    # had a clean scan nor errors (a stuck agent without stored state), as
+    # DijkwachtTargetNotScanned counts them, so that DijkwachtScansStalled sees them too.
     stale = (
         f"((time() - dijkwacht_last_successful_scan_timestamp_seconds{s()})"
         f" > bool on ({agent}) group_left () ({cfg.stale_intervals} * dijkwacht_scan_interval_seconds{s()}))"
         f" * on ({target}) ({r['target_errors']} == bool 0)"
+        f" or on ({target}) (max by ({target}) (dijkwacht_target_info{s()})"
+        f" unless on ({target}) dijkwacht_last_successful_scan_timestamp_seconds{s()}"
+        f" unless on ({target}) ({r['target_errors']} > 0))"
     )
     health = [
         # Per target (16,500 series for 16,500 targets, from five times as many): read once per

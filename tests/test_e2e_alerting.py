@@ -10,6 +10,7 @@ Prometheus that also scrapes /probe shows the same figures; the resolver fails f
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -146,12 +147,19 @@ def world(tmp_path):
     subprocess.run([sys.executable, "-m", "mixin", "--config", str(tmp_path / "mixin.yml"), "--out", str(generated)], cwd=ROOT, check=True)
     knot = Knot(tmp_path / "knot", BEFORE, ["gemeente.nl"]).start()
     port = free_port()
+    # The shared range files plus an IP-to-AS table (one range no test address is in): with
+    # every feed present, the stale-data alert stays quiet.
+    data = tmp_path / "ip-ranges"
+    data.mkdir()
+    for path in shared(IP_RANGES).glob("*.txt"):
+        (data / path.name).symlink_to(path)
+    (data / "ip2asn-combined.tsv.gz").write_bytes(gzip.compress(b"192.0.0.0\t192.0.0.255\t64512\tNL\tTEST-AS\n"))
     (tmp_path / "targets.txt").write_text("gemeente.nl sector=municipality\n" + "".join(f"{d} sector={'water' if i % 4 else 'health'}\n" for i, d in enumerate(TARGETS)))
     config = tmp_path / "dijkwacht.toml"
     config.write_text(f"""
 [agent]
 nameservers = ["{knot.address}"]
-data_dir = "{shared(IP_RANGES)}"
+data_dir = "{data}"
 targets_file = "targets.txt"
 dns_timeout = 0.5
 dns_tries = 1

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from dijkwacht.asn import FEED as ASN_FEED
 from dijkwacht.rangefeeds import FEEDS
 
 from .knot import free_port
@@ -40,7 +41,7 @@ def test_partial_offline_update_is_loaded_by_a_running_agent(tmp_path):
         base = f"http://127.0.0.1:{port}"
         wait(lambda: get(f"{base}/-/ready")[0] == 200, what="agent ready")
         # Nothing on disk: every known provider is exported as never updated, with 0 prefixes.
-        assert prefixes(get(f"{base}/metrics")[1]) == {p: (0.0, 0.0) for p in FEEDS}
+        assert prefixes(get(f"{base}/metrics")[1]) == {p: (0.0, 0.0) for p in (*FEEDS, ASN_FEED)}
         assert "ip_ranges.missing" in (tmp_path / "agent.log").read_text()
 
         source = official_files(tmp_path / "official")

@@ -449,6 +449,9 @@ def test_helm_template_all_features(tmp_path):
 
     sm = objs[("ServiceMonitor", "rel-dijkwacht")]
     assert sm["metadata"]["labels"]["release"] == "kps"
+    # instance is the pod's name, which a recreated pod keeps (its address changes): else every
+    # series starts again and each move alert in its window fires a second time.
+    assert sm["spec"]["endpoints"][0]["relabelings"][0] == {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "instance"}
     assert sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "metrics"
     metrics_services = [o for (k, _), o in objs.items() if k == "Service" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "metrics"]
     assert [s["metadata"]["name"] for s in metrics_services] == ["rel-dijkwacht"], "each shard must be scraped once"
@@ -603,6 +606,7 @@ def test_init_container_seeds_from_the_snapshot_and_tolerates_what_it_should(tmp
     bin_dir.mkdir()
     (snapshot / "amazon.txt").write_text("# snapshot\n192.0.2.0/24\n")
     (snapshot / "google.txt").write_text("# snapshot\n198.51.100.0/24\n")
+    (snapshot / "ip2asn-combined.tsv.gz").write_bytes(b"the IP-to-AS table")
     data.mkdir(parents=True)
     (data / "google.txt").write_text("# newer, on the volume\n")
     stub = bin_dir / "dijkwacht"
@@ -614,5 +618,6 @@ def test_init_container_seeds_from_the_snapshot_and_tolerates_what_it_should(tmp
     assert res.returncode == exit_code, res.stderr
     assert (tmp_path / "called").read_text().split() == ["data", "update", "--data-dir", "/var/lib/dijkwacht/ip-ranges"]
     assert (data / "amazon.txt").read_text() == "# snapshot\n192.0.2.0/24\n"  # seeded
+    assert (data / "ip2asn-combined.tsv.gz").read_bytes() == b"the IP-to-AS table"  # attribution by AS works offline too
     assert (data / "google.txt").read_text() == "# newer, on the volume\n"  # never overwritten by the snapshot
     assert ("failed" in res.stderr) is (status == 1)

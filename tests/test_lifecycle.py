@@ -16,6 +16,7 @@ import pytest
 from dijkwacht.daemon.agent import Daemon
 from dijkwacht.daemon.server import serve
 from dijkwacht.daemon.webconfig import WebConfig, load_web_config
+from dijkwacht.asn import FEED as ASN_FEED
 from dijkwacht.rangefeeds import FEEDS
 
 from .knot import free_port
@@ -163,7 +164,7 @@ async def test_missing_ip_data_is_exported_as_never_updated(agent, tmp_path):
     config.write_text(config.read_text().replace("[agent]\n", f'[agent]\ndata_dir = "{data}"\n', 1))
     await daemon.reload()
     text = daemon.metrics().decode()
-    for provider in FEEDS:
+    for provider in (*FEEDS, ASN_FEED):  # the IP-to-AS table too: no file, so never updated
         fine = provider == "fastly"
         assert (f'dijkwacht_ip_ranges_prefixes{{provider="{provider}"}} {"1.0" if fine else "0.0"}') in text, provider
         updated = f'dijkwacht_ip_ranges_updated_timestamp_seconds{{provider="{provider}"}} 0.0'

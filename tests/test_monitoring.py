@@ -246,7 +246,7 @@ def test_alertmanager_groups_moves_by_category_and_provider_and_inhibits_per_tar
         (source,) = re.findall(r'alertname="(\w+)"', rule["source_matchers"][0])
         target = re.search(r'alertname=~?"([^"]+)"', rule["target_matchers"][0]).group(1)
         inhibited.setdefault(source, set()).update(target.split("|"))
-        assert rule["equal"] == ["job", "instance"]
+        assert rule["equal"] == list(Config().agent_labels)  # one agent: job, namespace (Kubernetes), instance
     assert {"DijkwachtTargetScanFailing", "DijkwachtTargetNotScanned"} <= inhibited["DijkwachtResolverFailing"]
     # Dropped scan results leave their targets stale: not a problem of the targets.
     assert {"DijkwachtScansStalled", "DijkwachtTargetNotScanned"} <= inhibited["DijkwachtStateWriteFailing"]

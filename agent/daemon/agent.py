@@ -21,6 +21,7 @@ from .. import logs
 from ..budget import Budget
 from ..config import Config
 from ..errors import DijkwachtError, one_line
+from ..asn import COMBINED, FEED as ASN_FEED
 from ..figures import counted
 from ..ipranges import RangeFile
 from ..isolation import Isolation
@@ -291,12 +292,12 @@ class Daemon:
         """The loaded range files, plus a dated-never (0) empty entry for every known feed whose
         file is missing or empty, so the stale-data alert fires instead of a silent gap."""
         files = {f.provider: f for f in data.ranges.files}
-        missing = [p for p in FEEDS if p not in files or files[p].prefixes_v4 + files[p].prefixes_v6 == 0]
+        missing = [p for p in (*FEEDS, ASN_FEED) if p not in files or files[p].prefixes_v4 + files[p].prefixes_v6 == 0]
         if missing:
             log.warning("ip_ranges.missing", data_dir=config.agent.data_dir or None, providers=",".join(missing), effect="only hostname evidence for their addresses")
         data_dir = Path(config.agent.data_dir)
         for provider in missing:
-            files[provider] = RangeFile(provider, data_dir / f"{provider}.txt", 0, 0, 0.0)
+            files[provider] = RangeFile(provider, data_dir / (COMBINED if provider == ASN_FEED else f"{provider}.txt"), 0, 0, 0.0)
         return tuple(files[p] for p in sorted(files))
 
     # ---- reload on change ------------------------------------------------------------------

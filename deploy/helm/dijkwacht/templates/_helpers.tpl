@@ -67,11 +67,13 @@ Paths fixed by the chart.
 {{- define "dijkwacht.dataDir" -}}{{ .Values.config.agent.data_dir | default (printf "%s/ip-ranges" (include "dijkwacht.stateDir" .)) }}{{- end }}
 
 {{/*
-Shell: create the data dir ($DATA_DIR) and copy in the range files of the image's snapshot it
-lacks, never overwriting newer ones. The agent refuses a data_dir that does not exist.
+Shell: create the data dir ($DATA_DIR) and copy in the range files and the IP-to-AS table of
+the image's snapshot it lacks, never overwriting newer ones. The agent refuses a data_dir that
+does not exist.
 */}}
 {{- define "dijkwacht.seedData" -}}
-mkdir -p "$DATA_DIR" && for f in {{ include "dijkwacht.snapshotDir" . }}/*.txt; do [ -e "$DATA_DIR/${f##*/}" ] || cp "$f" "$DATA_DIR/"; done
+{{- $snapshot := include "dijkwacht.snapshotDir" . -}}
+mkdir -p "$DATA_DIR" && for f in {{ $snapshot }}/*.txt {{ $snapshot }}/ip2asn-*.tsv.gz; do [ ! -e "$f" ] || [ -e "$DATA_DIR/${f##*/}" ] || cp "$f" "$DATA_DIR/"; done
 {{- end }}
 
 {{/*
