@@ -11,7 +11,6 @@ import ipaddress
 import math
 import os
 import re
-import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from .errors import ConfigError, shown
 from .ratelimit import default_max_qps
 from .shard import Shard, parse_shard
 from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, dedupe, normalise_domain, read_targets
-from .tomlpos import find_line
+from .tomlpos import find_line, read_toml
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
@@ -359,27 +358,8 @@ def _relative(base: Path, value: str) -> str:
     return str(base / value) if value and not os.path.isabs(value) else value
 
 
-def _read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
-    """The text and the tables of a TOML file; every way it can fail is one ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read {what}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), f"not valid UTF-8 (byte {exc.start + 1})") from None
-    except ValueError as exc:  # a NUL in the path
-        raise ConfigError(str(path), f"cannot read {what}: {exc}") from None
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = re.search(r"line (\d+)", str(exc))
-        raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from None
-    except RecursionError:
-        raise ConfigError(str(path), "invalid TOML: arrays or tables nested too deeply") from None
-
-
 def _parse(path: Path) -> tuple[_Doc, dict[str, Any]]:
-    text, raw = _read_toml(path, "config")
+    text, raw = read_toml(path, "config")
     unknown = set(raw) - set(_SECTIONS)
     if unknown:
         key = sorted(unknown)[0]
@@ -474,7 +454,7 @@ def _targets_dir(doc: _Doc, directory: str) -> tuple[list[tuple[Target, str, int
             targets.extend((t, str(path), line) for t, line in more)
             problems.extend(found)
         elif path.suffix == ".toml":
-            text, raw = _read_toml(path, "targets")
+            text, raw = read_toml(path, "targets")
             extra = set(raw) - {"targets"}
             if extra:
                 key = sorted(extra)[0]

@@ -227,7 +227,7 @@ class DNSEngine:
             else:
                 done = lambda result, errno: self._answered(future, result, errno, resolver)  # noqa: E731
             resolver._channel.query(name, _QTYPES[qtype], callback=done)
-        except (pycares.AresError, ValueError, TypeError, UnicodeError) as exc:  # a name c-ares refuses
+        except (pycares.AresError, ValueError, TypeError, UnicodeError, KeyError) as exc:  # a name (or type) c-ares refuses
             if not future.done():  # (c-ares may have answered through the callback already)
                 self._pending[resolver] -= 1
                 self.queries[ERROR] += 1
@@ -400,7 +400,10 @@ class DNSEngine:
         """Look up `name`/`qtype`, following CNAMEs across queries with loop and depth limits.
 
         Names ending in `local_suffix` use `cache` (a per-target dict); others use the shared cache.
+        A `qtype` not in QTYPES is the caller's mistake (a detector's error), not a DNS failure.
         """
+        if qtype not in _QTYPES:
+            raise ValueError(f"unknown record type {qtype!r}: one of {', '.join(QTYPES)}")
         name = name.lower().rstrip(".")
         chain: list[str] = []
         seen = {name}

@@ -169,6 +169,8 @@ class PluginHost:
             load_catalog(files)
         except DijkwachtError as exc:
             raise PluginError(f"catalog file: {exc}") from None
+        except Exception as exc:  # a path the loader cannot take at all: still this plugin's failure
+            raise PluginError(f"catalog file: {describe(exc)}") from None
         return files
 
 

@@ -1,4 +1,4 @@
-"""Line numbers for TOML keys.
+"""Reading TOML files, and line numbers for their keys.
 
 tomllib gives no positions, but an error that says only "bad value for dns_timeout" in a
 200-line file wastes an operator's time; this finds the line a key was written on.
@@ -7,6 +7,11 @@ tomllib gives no positions, but an error that says only "bad value for dns_timeo
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
@@ -47,3 +52,22 @@ def find_line(text: str, table: str, key: str = "", index: int | None = None) ->
         if match and _norm(match.group(1)).split(".")[0] == first:
             return number
     return header_line
+
+
+def read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
+    """The text and the tables of a TOML file; every way it can fail is one ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read {what}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not valid UTF-8 (byte {exc.start + 1})") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError(str(path), f"cannot read {what}: {exc}") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(str(path), f"invalid TOML: {exc}", line=int(line.group(1)) if line else None) from None
+    except RecursionError:
+        raise ConfigError(str(path), "invalid TOML: arrays or tables nested too deeply") from None

@@ -236,6 +236,21 @@ def test_bad_catalog_files_name_file_line_and_key(tmp_path, text, message):
     assert expected in str(info.value)
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\xff\xfe[providers.x]\n", "not valid UTF-8 (byte 1)"),
+    (b"a = " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    (None, "cannot read catalog: embedded null byte"),
+])
+def test_catalog_files_nobody_can_read_are_one_line_errors(tmp_path, content, message):
+    """Not a traceback (exit 70) from every command: an operator's file is a config error, a
+    plugin's file fails that plugin only (pluginhost turns the error into its PluginError)."""
+    path = tmp_path / "a\0b.toml" if content is None else tmp_path / "bad.toml"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_catalog([path])
+
+
 def test_fact_roles_and_asn_values_are_validated(tmp_path):
     head = '[providers.x]\nname = "x"\njurisdiction = "US"\nsource = "https://x"\n[[providers.x.facts]]\n'
     path = write(tmp_path, head + 'kind = "spf"\ncategory = "email"\nvalue = "x.example"\nrole = "Sending!"\nsource = "s"\n')

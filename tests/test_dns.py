@@ -137,6 +137,21 @@ async def test_concurrency_budget_bounds_queries_in_flight(dns_server):
         await engine.close()
 
 
+async def test_an_unknown_record_type_is_the_callers_error_and_takes_no_query_slot(dns_server):
+    """A plugin's "txt" (lower case) once took a slot of the engine for good: enough of them
+    and every later lookup of the scan waited forever."""
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.3, tries=1, max_inflight=2)
+    try:
+        for _ in range(5):
+            with pytest.raises(ValueError, match="unknown record type 'txt'"):
+                await engine.resolve("example.nl", "txt")
+        answer = await asyncio.wait_for(engine.resolve("example.nl", "MX"), 5)
+        assert answer.status == DATA and engine.queries["error"] == 0
+    finally:
+        await engine.close()
+
+
 async def test_channel_rotation_bounds_the_library_cache_without_losing_answers(dns_server):
     zone = "".join(f"n{i}.example.nl A 192.0.2.{i % 250}\n" for i in range(60))
     server = await dns_server(zone)

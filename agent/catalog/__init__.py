@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..tomlpos import find_line
+from ..tomlpos import find_line, read_toml
 
 FACT_KINDS = frozenset({"mx", "cname", "srv", "ns", "spf", "txt", "dkim", "http_header", "ptr", "asn"})
 HOST_KINDS = frozenset({"mx", "cname", "srv", "ns", "spf", "ptr"})
@@ -219,17 +219,6 @@ _FACT_KEYS = {"kind", "category", "value", "service", "confidence", "source", "r
 _OWNERSHIP_KEYS = {"parent", "jurisdiction", "status", "effective", "source", "note"}
 
 
-def _read(path: Path) -> tuple[str, dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read catalog: {exc.strerror}") from exc
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), f"invalid TOML: {exc}") from exc
-
-
 def _error(path: str, text: str, table: str, key: str, message: str, index: int | None = None) -> ConfigError:
     dotted = f"{table}.{key}" if key else table
     return ConfigError(path, message, key=dotted, line=find_line(text, table, key, index))
@@ -383,7 +372,7 @@ def load_catalog(extra: Iterable[Path] = (), *, builtin: bool = True) -> Catalog
         _merge(raws, str(ref), text, doc)
         sources.append(str(ref))
     for path in extra:
-        text, doc = _read(Path(path))
+        text, doc = read_toml(Path(path), "catalog")
         _merge(raws, str(path), text, doc)
         sources.append(str(path))
     return Catalog({pid: _build(pid, raw) for pid, raw in raws.items()}, sources)
