@@ -134,7 +134,11 @@ async def _contained(call: _Call, detector: Detector, target: Target, ctx: Detec
 def _pass_warnings(lane_ctx: DetectorContext, ctx: DetectorContext) -> None:
     """What the detector reported with ctx.warn() on its lane, up to now (an abandoned call's
     later warnings are dropped), into the scan's context: strings only, at most MAX_WARNINGS."""
-    noted = lane_ctx.warnings[:]  # one copy: the lane's thread may still be appending
+    noted = lane_ctx.warnings
+    if type(noted) is not list:  # replaced by the detector: nothing of it may run here
+        ctx.warn(f"ctx.warnings was replaced with {type(noted).__name__}: its warnings are lost (use ctx.warn())")
+        return
+    noted = noted[:]  # one copy: the lane's thread may still be appending
     for message in noted[:MAX_WARNINGS]:
         ctx.warn(message if type(message) is str else f"ctx.warn() takes a string, not {type(message).__name__}")
     if len(noted) > MAX_WARNINGS:

@@ -317,6 +317,35 @@ async def test_a_lane_detectors_warnings_are_strings_and_bounded(dns_server):
     assert messages[-1] == "6 more warnings left out"
 
 
+class SwapsWarnings(Detector):
+    name = "swapper"
+    categories = ("chat",)
+
+    async def detect(self, target, ctx):
+        class Hostile(list):
+            def __getitem__(self, item):
+                raise RuntimeError("boom")
+
+        ctx.warnings = 5 if target.domain == "example.nl" else Hostile(["x"])
+        return []
+
+
+async def test_a_lane_detector_that_replaces_ctx_warnings_only_gets_a_warning(dns_server):
+    """Once a TypeError on the main loop that failed the whole target (every detector's findings)."""
+    server = await dns_server(ZONE)
+    engine = DNSEngine([server.address], timeout=0.4, tries=1)
+    own = Isolation()
+    try:
+        scanner = Scanner(Services(engine, load_catalog(), IPRanges(), EU), [SwapsWarnings()], isolation=own)
+        results = [await scanner.scan(Target(domain)) for domain in ("example.nl", "other.nl")]
+    finally:
+        await own.close()
+        await engine.close()
+    for result, kind in zip(results, ("int", "Hostile")):
+        assert result.errors == []
+        assert [(w.detector, w.message) for w in result.warnings] == [("swapper", f"ctx.warnings was replaced with {kind}: its warnings are lost (use ctx.warn())")]
+
+
 async def test_warnings_of_a_detector_that_times_out_on_its_lane_are_kept(dns_server):
     class WarnsThenHangs(Detector):
         name = "hangs"
