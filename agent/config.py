@@ -20,7 +20,7 @@ from .catalog import expand_home
 from .errors import ConfigError, shown
 from .ratelimit import default_max_qps
 from .shard import Shard, parse_shard
-from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, dedupe, normalise_domain, read_targets
+from .targets import InvalidTarget, Target, TargetsFileProblem, check_labels, dedupe, normalise_domain, normalise_host, read_targets
 from .tomlpos import find_line, read_toml
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
@@ -546,8 +546,8 @@ def _targets(doc: _Doc, raw: Any) -> list[tuple[Target, str, int]]:
         except InvalidTarget as exc:
             raise doc.error("targets", "labels", str(exc), i) from None
         try:
-            hosts = _strings(entry.get("hosts", []))
-        except ValueError as exc:
+            hosts = tuple(normalise_host(h) for h in _strings(entry.get("hosts", [])))
+        except (ValueError, InvalidTarget) as exc:
             raise doc.error("targets", "hosts", str(exc), i) from None
         targets.append((Target(domain, labels, hosts), doc.path, find_line(doc.text, "targets", "domain", i) or 0))
     return targets

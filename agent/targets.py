@@ -64,6 +64,19 @@ def normalise_domain(raw: str) -> str:
     return name
 
 
+def normalise_host(raw: str) -> str:
+    """A target's extra host name: relative ("portal", i.e. portal.<domain>) or absolute with a
+    trailing dot ("cdn.example.com."); the label rules of normalise_domain; raise InvalidTarget."""
+    text = raw.strip()
+    absolute = text.endswith(".")
+    try:
+        # A relative name gets a stand-in parent, so that one label ("portal") passes the rules too.
+        name = normalise_domain(text if absolute else f"{text}.invalid")
+    except InvalidTarget:
+        raise InvalidTarget(f"{shown(raw)} is not a host name: a relative name such as \"portal\" or an absolute one ending in a dot") from None
+    return name + "." if absolute else name.removesuffix(".invalid")
+
+
 def _valid_a_label(label: str) -> bool:
     try:
         return idna.encode(idna.decode(label)).decode("ascii") == label
