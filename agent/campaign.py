@@ -33,6 +33,12 @@ RETRY_FLOOR = 20.0  # q/s: the retry pass is not slower than this (nor than half
 RETRY_PAUSE = 2.0  # seconds between a rate-limited first pass and its retry pass
 
 
+def written_name(item: Target | str) -> str:
+    """The `target` a result of this input item carries: the domain, or an invalid name as one
+    short line (what --resume compares the input with)."""
+    return item.domain if isinstance(item, Target) else one_line(item, 253)
+
+
 @dataclass
 class CampaignStats:
     workers: int
@@ -99,7 +105,7 @@ class Campaign:
         try:
             for index, item in enumerate(self.items):
                 if isinstance(item, str):
-                    emit(index, TargetResult(Target(one_line(item, 253)), errors=[ScanError("input", f"invalid domain name {shown(item)}")]))
+                    emit(index, TargetResult(Target(written_name(item)), errors=[ScanError("input", f"invalid domain name {shown(item)}")]))
                     continue
                 result = await anext(stream)
                 hold = result.transient and retry_runtime is not None

@@ -21,7 +21,7 @@ from .daemon import cli as daemon_cli
 from .daemon.webconfig import load_web_config
 from .config import AGENT_FIELDS, AgentSettings, Config, argument, load_config, number, parse_nameserver
 from .errors import DijkwachtError, one_line
-from .campaign import Campaign, CampaignStats, LocalSource
+from .campaign import Campaign, CampaignStats, LocalSource, written_name
 from .figures import Tally, render_summary
 from .isolation import Isolation
 from .output import JsonLinesWriter, JsonWriter, TableWriter, Writer, read_for_resume
@@ -198,7 +198,7 @@ def _scan(args: argparse.Namespace) -> int:
     if args.resume:
         done = read_for_resume(args.output, tally.add)
         before = len(items)
-        items = [t for t in items if (t.domain if isinstance(t, Target) else t) not in done]
+        items = [t for t in items if written_name(t) not in done]
         log.info("scan.resuming", file=args.output, done=len(done), skipped=before - len(items), left=len(items))
     valid = [t for t in items if isinstance(t, Target)]
     gc.freeze()  # the catalog, ranges and plugins live for the whole run: keep them out of GC passes

@@ -76,6 +76,20 @@ def test_json_lines_keep_input_order_behind_a_retried_target_and_flush_at_an_int
     assert read_for_resume(str(out), lambda _: None) == {f"t{i}.nl" for i in (0, 1, 2, 3, 5, 6)}
 
 
+def test_resume_skips_invalid_names_too_however_long(tmp_path):
+    """A name over 253 characters is written cut short; --resume once wrote it again every time."""
+    from dijkwacht.cli import main
+
+    out = tmp_path / "out.jsonl"
+    args = ["scan", "--demo", "--quiet", "--format", "jsonl", "--output", str(out), "--resume", "bad name.nl", "a" * 300 + ".nl", "münchen.example"]
+    out.touch()
+    assert main(args) == 0
+    first = [json.loads(line)["target"] for line in out.read_text().splitlines()]
+    assert len(first) == len(set(first)) and any(t.startswith("aaa") and "(303 characters)" in t for t in first)
+    assert main(args) == 0
+    assert [json.loads(line)["target"] for line in out.read_text().splitlines()] == first
+
+
 def test_resume_refuses_a_file_that_is_not_scan_results(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"target": "a.nl"}\nnot json\n{"target": "b.nl"}\n')
