@@ -236,7 +236,6 @@ def test_markdown_has_the_sections_and_the_domains_on_request(demo, tmp_path):
     ('{"target": "a.nl", "dependencies": []}\n{"target": 5}\n', "bad.json:2: target: must be a non-empty string"),
     ('[\n{"target": "a.nl", "dependencies": []},\n', "the array is not closed"),
     ("target,provider\n", "bad.json:1: not scan results"),
-    ("", "bad.json: empty"),
 ])
 def test_bad_input_is_one_line_naming_file_line_and_key(tmp_path, capsys, monkeypatch, content, message):
     monkeypatch.chdir(tmp_path)
@@ -244,6 +243,29 @@ def test_bad_input_is_one_line_naming_file_line_and_key(tmp_path, capsys, monkey
     assert run("report", "bad.json") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_an_empty_results_file_is_zero_domains_but_empty_stdin_an_error(tmp_path, capsys, monkeypatch):
+    """A campaign stopped before its first result leaves an empty .jsonl: zero JSON lines."""
+    monkeypatch.chdir(tmp_path)
+    Path("none.jsonl").write_text("")
+    assert run("report", "none.jsonl", "--format", "json", "--output", "r.json") == 0
+    assert json.loads(Path("r.json").read_text())["figures"]["targets"] == 0
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    assert run("report", "-") == 2
+    assert "<stdin>: empty" in capsys.readouterr().err
+
+
+def test_a_domain_with_only_inferred_dependencies_is_not_reported_as_having_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    meet = {"category": "video", "role": "meeting", "provider": "google", "jurisdiction": "US", "foreign": True,
+            "confidence": "inferred", "evidence": ["MX aspmx.l.google.com (Workspace mail)"]}
+    Path("x.jsonl").write_text(json.dumps({"target": "a.nl", "dependencies": [meet], "errors": []}) + "\n")
+    for fmt in ("md", "html"):
+        assert run("report", "x.jsonl", "--format", fmt, "--output", f"r.{fmt}") == 0
+        text = Path(f"r.{fmt}").read_text()
+        assert "No dependency was found" not in text
+        assert "No dependency that counts was found: 1 inferred one is listed per domain but not counted" in text
 
 
 @pytest.mark.parametrize(("argv", "message"), [

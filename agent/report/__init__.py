@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import __version__
 from ..catalog import Catalog
-from ..figures import change_figures, shares, with_groups
+from ..figures import change_figures, counts, shares, with_groups
 from ..ipranges import RangeFile
 from .inputs import Loaded
 
@@ -91,6 +91,15 @@ def label_keys(results: Iterable[dict[str, Any]]) -> list[str]:
 
 def iso(moment: float | None) -> str | None:
     return None if moment is None else dt.datetime.fromtimestamp(moment, dt.UTC).isoformat(timespec="seconds")
+
+
+def no_providers(report: Report) -> str:
+    """What section 2 says when no dependency counts: none found, or only inferred ones."""
+    left_out = sum(not counts(d, report.count_inferred) for r in report.results for d in r.get("dependencies", ()))
+    if not left_out:
+        return "No dependency was found."
+    return (f"No dependency that counts was found: {left_out} inferred one{'s are' if left_out != 1 else ' is'} listed per domain"
+            " but not counted (the option --count-inferred counts them).")
 
 
 def home_words(home: Sequence[str]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import __version__
 from ..figures import CHANGE_KINDS, counts, share, shares as shares_of, status
-from . import Report, home_words, iso, method, source_words, when
+from . import Report, home_words, iso, method, no_providers, source_words, when
 
 CHANGES_LISTED = 1000  # the newest; the counts include all
 GZIP_LEVEL = 4  # against 6: about half the time for a tenth more bytes
@@ -300,7 +300,7 @@ def _providers(report: Report, top: int = 15) -> str:
     out = ['<section id="providers" aria-labelledby="h-providers"><h2 id="h-providers">2. Providers and jurisdictions</h2>']
     providers = fig["providers"]
     if not providers:
-        out.append("<p>No dependency was found.</p></section>")
+        out.append(f"<p>{_e(no_providers(report))}</p></section>")
         return "".join(out)
     shown = list(providers.items())[:top]
     out.append(f"<h3>Top {len(shown)} providers</h3><figure><figcaption>Domains per provider (of {_n(n)})</figcaption>")

@@ -142,7 +142,10 @@ def read_results(path: str) -> Loaded:
         raise ConfigError(name, f"cannot read: {exc.strerror}") from None
     results: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for line, obj in _objects(text, name):
+    # An empty file is zero JSON lines: a campaign stopped before its first result leaves one.
+    # Nothing at all on stdin is more likely a scan that failed upstream: that stays an error.
+    empty_file = path != "-" and not text.strip()
+    for line, obj in () if empty_file else _objects(text, name):
         result = _result(obj, name, line)
         if result["target"] in seen:
             log.warning("report.duplicate_target", file=name, line=line, target=result["target"], kept="the first result")

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..figures import CHANGE_KINDS, counts, share, shares as shares_of, status
-from . import Report, home_words, label_keys, method, source_words, to_json, when
+from . import Report, home_words, label_keys, method, no_providers, source_words, to_json, when
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~#!])")
 
@@ -71,7 +71,7 @@ def render_markdown(report: Report, *, domains: bool = False) -> str:
             [_md(j), _n(c["targets"]), _pct(sh["jurisdictions"][j]["any"]), "yes" if c["foreign"] else "no"] for j, c in fig["jurisdictions"].items()
         ), numeric=(1, 2))
     else:
-        out += ["No dependency was found.", ""]
+        out += [no_providers(report), ""]
 
     out += ["## 3. Per group", ""]
     if not report.groups:
