@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def one_line(text: str, limit: int = 200) -> str:
     """`text` fit for one line of a message or log: control characters escaped, cut at `limit`."""
@@ -38,3 +40,16 @@ def describe(exc: BaseException) -> str:
     except Exception:
         text = ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def read_text(path: Path, what: str) -> str:
+    """A configuration file's text (`what`: "config", "catalog", ...); every way reading it
+    can fail is one ConfigError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read {what}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), f"not valid UTF-8 (byte {exc.start + 1})") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError(str(path), f"cannot read {what}: {exc}") from None

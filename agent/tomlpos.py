@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, read_text
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
@@ -56,14 +56,7 @@ def find_line(text: str, table: str, key: str = "", index: int | None = None) ->
 
 def read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
     """The text and the tables of a TOML file; every way it can fail is one ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read {what}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), f"not valid UTF-8 (byte {exc.start + 1})") from None
-    except ValueError as exc:  # a NUL in the path
-        raise ConfigError(str(path), f"cannot read {what}: {exc}") from None
+    text = read_text(path, what)
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

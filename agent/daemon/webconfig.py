@@ -39,7 +39,7 @@ import yaml
 from aiohttp import web
 
 from ..config import parse_duration
-from ..errors import ConfigError, one_line
+from ..errors import ConfigError, one_line, read_text
 
 _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}
 _TLS_KEYS = {
@@ -265,14 +265,9 @@ def load_web_config(path: Path | str | None) -> WebConfig:
     if not path:
         return WebConfig()
     path = Path(path)
+    text = read_text(path, "web config")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read web config: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), f"not valid UTF-8 (byte {exc.start + 1})") from None
-    except ValueError as exc:  # a NUL in the path
-        raise ConfigError(str(path), f"cannot read web config: {exc}") from None
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(str(path), f"invalid YAML: {one_line(str(exc))}", line=mark.line + 1 if mark else None) from None
